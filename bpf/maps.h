@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Maps and the structs they hold. Go gets these types from bpf2go (-type),
+ * never from a hand-written mirror.
+ */
+#ifndef EW_MAPS_H
+#define EW_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "reasons.h"
+
+/* Port ranges one rule entry can carry (the union of every endpoint whose
+ * prefixes contain the entry's prefix). */
+#define EW_MAX_RANGES 16
+/* Distinct prefix lengths one address family of a policy may use. */
+#define EW_MAX_PREFIX_LENS 40
+/* Upper bound of rule entries in one policy. */
+#define EW_MAX_RULES 262144
+/* Endpoint index that means "the proxy". */
+#define EW_ENDPOINT_PROXY 0xffff
+
+enum ew_family {
+	EW_FAMILY_SETTINGS = 0,
+	EW_FAMILY_IPV4 = 4,
+	EW_FAMILY_IPV6 = 6,
+};
+
+enum ew_mode {
+	EW_MODE_ENFORCE = 0,
+	EW_MODE_AUDIT = 1,
+};
+
+/* Key of a policy entry: an address prefix, masked to prefixlen bits. The
+ * entry with family EW_FAMILY_SETTINGS and all else zero holds the policy's
+ * settings. IPv4 addresses use addr[0] only. */
+struct ew_rule_key {
+	__u8 family;
+	__u8 prefixlen;
+	__u16 pad;
+	__u32 addr[4];
+};
+
+/* One allowed protocol and port range, granted by endpoint number endpoint
+ * (its index in the configuration, or EW_ENDPOINT_PROXY). */
+struct ew_port_range {
+	__u16 first;
+	__u16 last;
+	__u8 proto;
+	__u8 pad;
+	__u16 endpoint;
+};
+
+/* Value of a policy entry. For a prefix entry only nranges and ranges are
+ * used; for the settings entry only the other fields. Both share one struct
+ * because one map holds a whole policy, which is what makes a policy switch a
+ * single pointer update. */
+struct ew_rule {
+	__u32 generation;
+	__u8 mode;
+	__u8 nranges;
+	__u8 v4_nlens;
+	__u8 v6_nlens;
+	/* Prefix lengths present in the policy, longest first. */
+	__u8 v4_lens[EW_MAX_PREFIX_LENS];
+	__u8 v6_lens[EW_MAX_PREFIX_LENS];
+	struct ew_port_range ranges[EW_MAX_RANGES];
+};
+
+/* Inner map: one policy generation, entries sized to the policy. Through
+ * the outer map alone clang emits only forward declarations of the key and
+ * value types; ew_lookup_policy's parameters make them complete. */
+struct ew_rules {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct ew_rule_key);
+	__type(value, struct ew_rule);
+};
+
+
+/* Slot 0 holds the active policy; replacing it switches policies at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ew_rules);
+} ew_policy SEC(".maps");
+
+/* Packets and bytes of one (hook, verdict, reason) cell. */
+struct ew_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#define EW_COUNTER_SLOTS (EW_HOOK_MAX * EW_VERDICT_MAX * EW_REASON_MAX)
+
+/* Counter cell index -> packets and bytes, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EW_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ew_counter);
+} ew_counters SEC(".maps");
+
+/* Identity of an IP datagram whose fragments we follow. */
+struct ew_frag_key {
+	__u8 family;
+	__u8 proto;
+	__u16 pad;
+	__u32 id;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+/* What the first fragment of a datagram was judged. */
+struct ew_frag_verdict {
+	__u8 allowed;
+	__u8 reason;
+	__u16 endpoint;
+};
+
+/* Datagram identity -> verdict of its first fragment. LRU: old datagrams
+ * age out on their own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ew_frag_key);
+	__type(value, struct ew_frag_verdict);
+} ew_frags SEC(".maps");
+
+#endif

@@ -1,0 +1,151 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a Loader.
+type Options struct {
+	// PinPath is the directory for pins. It must be on a bpffs that
+	// outlives the daemon (see the package documentation).
+	PinPath string
+	// ForceClsact attaches through a clsact qdisc even where tcx exists.
+	// Tests use it to cover the fallback on a new kernel.
+	ForceClsact bool
+}
+
+// Loader owns Edgeward's objects in the kernel: programs, pinned maps,
+// attachments and the active policy. Close releases the Loader's file
+// descriptors and leaves everything pinned enforcing; Unload removes it.
+type Loader struct {
+	opts  Options
+	spec  *ebpf.CollectionSpec
+	objs  objects
+	pins  pinLayout
+	links map[int]*attachment
+}
+
+// objects are the programs and maps the daemon uses; tc_empty, the
+// benchmark floor, is left out.
+type objects struct {
+	TCEgressEth *ebpf.Program `ebpf:"tc_egress_eth"`
+	TCEgressL3  *ebpf.Program `ebpf:"tc_egress_l3"`
+	Counters    *ebpf.Map     `ebpf:"ew_counters"`
+	Frags       *ebpf.Map     `ebpf:"ew_frags"`
+	Policy      *ebpf.Map     `ebpf:"ew_policy"`
+}
+
+func (o *objects) close() {
+	for _, c := range []interface{ Close() error }{
+		o.TCEgressEth, o.TCEgressL3, o.Counters, o.Frags, o.Policy,
+	} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// pinnedMaps are the maps that survive the daemon, by name.
+var pinnedMaps = []string{"ew_counters", "ew_frags", "ew_policy"}
+
+// pinLayout names the places under the pin directory.
+type pinLayout struct {
+	root, maps, links, progs string
+}
+
+func newPinLayout(root string) pinLayout {
+	return pinLayout{
+		root:  root,
+		maps:  filepath.Join(root, "maps"),
+		links: filepath.Join(root, "links"),
+		progs: filepath.Join(root, "progs"),
+	}
+}
+
+// Open loads the programs, adopting maps already pinned under
+// opts.PinPath (so a restarted daemon keeps the policy in force), and pins
+// maps and programs. It fails when PinPath is not on a bpffs, or when the
+// pinned maps do not match this binary's layout.
+func Open(opts Options) (*Loader, error) {
+	pins := newPinLayout(opts.PinPath)
+	if err := preparePinDir(pins); err != nil {
+		return nil, err
+	}
+
+	spec, err := loadEdgeward()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range pinnedMaps {
+		spec.Maps[name].Pinning = ebpf.PinByName
+	}
+
+	l := &Loader{opts: opts, spec: spec, pins: pins, links: map[int]*attachment{}}
+	err = spec.LoadAndAssign(&l.objs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: pins.maps},
+	})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return nil, fmt.Errorf("load objects: pinned maps under %s come from an incompatible version (run edgeward unload first): %w", pins.maps, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load objects: %w", err)
+	}
+
+	if err := l.pinPrograms(); err != nil {
+		l.objs.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// preparePinDir creates the pin directories and checks they are on a bpffs.
+func preparePinDir(p pinLayout) error {
+	for _, dir := range []string{p.root, p.maps, p.links, p.progs} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create pin directory: %w", err)
+		}
+	}
+
+	var fs unix.Statfs_t
+	if err := unix.Statfs(p.root, &fs); err != nil {
+		return fmt.Errorf("check pin directory %s: %w", p.root, err)
+	}
+	if fs.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("pin directory %s is not on a bpffs: mount one that outlives the daemon (mount -t bpf bpffs DIR) and point paths.bpffs at it", p.root)
+	}
+	return nil
+}
+
+// pinPrograms pins the programs so that status and explain find them while
+// the daemon is down. A pin of an older program is replaced.
+func (l *Loader) pinPrograms() error {
+	for name, prog := range map[string]*ebpf.Program{
+		"tc_egress_eth": l.objs.TCEgressEth,
+		"tc_egress_l3":  l.objs.TCEgressL3,
+	} {
+		path := filepath.Join(l.pins.progs, name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replace program pin %s: %w", path, err)
+		}
+		if err := prog.Pin(path); err != nil {
+			return fmt.Errorf("pin program %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the loader's file descriptors. Pinned maps, programs and
+// links stay and keep enforcing the last policy.
+func (l *Loader) Close() error {
+	for _, a := range l.links {
+		a.close()
+	}
+	l.objs.close()
+	return nil
+}

@@ -1,0 +1,229 @@
+package loader
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/edgeward/edgeward/config"
+)
+
+// Limits of one policy, from bpf/maps.h.
+const (
+	MaxRules       = 262144
+	MaxPortRanges  = 16
+	MaxPrefixLens  = 40
+	proxyEndpoint  = 0xffff
+	familySettings = 0
+	familyIPv4     = 4
+	familyIPv6     = 6
+)
+
+// ErrPolicyTooLarge is returned when a policy does not fit the data plane's
+// maps. Nothing in the kernel changes when it is returned.
+var ErrPolicyTooLarge = errors.New("policy too large")
+
+// Policy is a compiled policy: the entries of one policy map, ready to be
+// written. Build it with Compile.
+type Policy struct {
+	Generation uint32
+	Mode       config.Mode
+	// Endpoints names the endpoints by the index the kernel reports.
+	Endpoints []string
+
+	keys  []edgewardEwRuleKey
+	rules []edgewardEwRule
+}
+
+// Entries returns the number of map entries the policy uses, settings
+// included.
+func (p *Policy) Entries() int {
+	return len(p.keys)
+}
+
+// grant is one port range an endpoint grants on a prefix.
+type grant = edgewardEwPortRange
+
+// Compile turns the endpoints and the proxy of cfg into policy map entries.
+//
+// Each configured prefix becomes one entry whose port ranges are those of
+// every configured prefix containing it, so that the kernel's longest-prefix
+// match alone decides. It fails with ErrPolicyTooLarge when an entry would
+// need more than MaxPortRanges ranges, an address family more than
+// MaxPrefixLens distinct prefix lengths, or the policy more than MaxRules
+// entries.
+func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
+	grants := collectGrants(cfg)
+
+	p := &Policy{Generation: generation, Mode: cfg.Mode}
+	for _, ep := range cfg.Endpoints {
+		p.Endpoints = append(p.Endpoints, ep.Name)
+	}
+
+	settings := edgewardEwRule{Generation: generation}
+	if cfg.Mode == config.ModeAudit {
+		settings.Mode = 1
+	}
+	lens, err := prefixLengths(grants)
+	if err != nil {
+		return nil, err
+	}
+	settings.V4Nlens = uint8(copy(settings.V4Lens[:], lens[familyIPv4]))
+	settings.V6Nlens = uint8(copy(settings.V6Lens[:], lens[familyIPv6]))
+	p.keys = append(p.keys, edgewardEwRuleKey{Family: familySettings})
+	p.rules = append(p.rules, settings)
+
+	if len(grants)+1 > MaxRules {
+		return nil, fmt.Errorf("%w: %d prefixes, at most %d", ErrPolicyTooLarge, len(grants), MaxRules-1)
+	}
+	for _, prefix := range sortedPrefixes(grants) {
+		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
+		if err != nil {
+			return nil, err
+		}
+		p.keys = append(p.keys, ruleKey(prefix))
+		p.rules = append(p.rules, rule)
+	}
+	return p, nil
+}
+
+// collectGrants lists, per configured prefix, the port ranges granted on it.
+func collectGrants(cfg *config.Config) map[netip.Prefix][]grant {
+	grants := make(map[netip.Prefix][]grant)
+	for i, ep := range cfg.Endpoints {
+		for _, to := range ep.To {
+			to = to.Masked()
+			for _, pr := range ep.Ports {
+				grants[to] = append(grants[to], grant{
+					First: pr.First, Last: pr.Last,
+					Proto: uint8(pr.Proto), Endpoint: uint16(i),
+				})
+			}
+		}
+	}
+
+	if cfg.Proxy != nil {
+		addr := cfg.Proxy.Address.Addr().Unmap()
+		to := netip.PrefixFrom(addr, addr.BitLen())
+		port := cfg.Proxy.Address.Port()
+		grants[to] = append(grants[to], grant{
+			First: port, Last: port,
+			Proto: uint8(config.ProtoTCP), Endpoint: proxyEndpoint,
+		})
+	}
+	return grants
+}
+
+// prefixLengths returns the distinct prefix lengths per family, longest
+// first.
+func prefixLengths(grants map[netip.Prefix][]grant) (map[uint8][]uint8, error) {
+	seen := map[uint8]map[uint8]bool{familyIPv4: {}, familyIPv6: {}}
+	for prefix := range grants {
+		seen[family(prefix)][uint8(prefix.Bits())] = true
+	}
+
+	out := make(map[uint8][]uint8, 2)
+	for fam, set := range seen {
+		lens := make([]uint8, 0, len(set))
+		for l := range set {
+			lens = append(lens, l)
+		}
+		slices.SortFunc(lens, func(a, b uint8) int { return cmp.Compare(b, a) })
+		if len(lens) > MaxPrefixLens {
+			return nil, fmt.Errorf("%w: IPv%d prefixes use %d distinct lengths, at most %d",
+				ErrPolicyTooLarge, fam, len(lens), MaxPrefixLens)
+		}
+		out[fam] = lens
+	}
+	return out, nil
+}
+
+// ruleFor collects the ranges of prefix and of every configured prefix that
+// contains it; lens are the prefix lengths in use, longest first.
+func ruleFor(prefix netip.Prefix, grants map[netip.Prefix][]grant, lens []uint8) (edgewardEwRule, error) {
+	var ranges []grant
+	for _, bits := range lens {
+		if int(bits) > prefix.Bits() {
+			continue
+		}
+		outer, _ := prefix.Addr().Prefix(int(bits))
+		ranges = append(ranges, grants[outer]...)
+	}
+	ranges = dedupGrants(ranges)
+
+	var rule edgewardEwRule
+	if len(ranges) > MaxPortRanges {
+		return rule, fmt.Errorf("%w: %s is covered by %d port ranges, at most %d",
+			ErrPolicyTooLarge, prefix, len(ranges), MaxPortRanges)
+	}
+	rule.Nranges = uint8(copy(rule.Ranges[:], ranges))
+	return rule, nil
+}
+
+// dedupGrants drops repeated ranges, keeping the first endpoint that grants
+// each, in a stable order.
+func dedupGrants(in []grant) []grant {
+	type span struct {
+		proto       uint8
+		first, last uint16
+	}
+	seen := make(map[span]bool, len(in))
+	out := in[:0:0]
+	for _, g := range in {
+		s := span{g.Proto, g.First, g.Last}
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		out = append(out, g)
+	}
+	return out
+}
+
+func sortedPrefixes(grants map[netip.Prefix][]grant) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(grants))
+	for p := range grants {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Bits(), b.Bits())
+	})
+	return out
+}
+
+func family(p netip.Prefix) uint8 {
+	if p.Addr().Is4() {
+		return familyIPv4
+	}
+	return familyIPv6
+}
+
+// ruleKey builds the map key of a masked prefix. Addresses are stored in
+// network byte order, as the program reads them from the packet.
+func ruleKey(p netip.Prefix) edgewardEwRuleKey {
+	key := edgewardEwRuleKey{Family: family(p), Prefixlen: uint8(p.Bits())}
+	key.Addr = addrWords(p.Addr())
+	return key
+}
+
+// addrWords lays an address out as the program sees it: IPv4 in word 0,
+// bytes in network order.
+func addrWords(a netip.Addr) [4]uint32 {
+	var w [4]uint32
+	b := a.As16()
+	if a.Is4() {
+		b4 := a.As4()
+		w[0] = binary.NativeEndian.Uint32(b4[:])
+		return w
+	}
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[i*4:])
+	}
+	return w
+}
