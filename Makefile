@@ -1,0 +1,68 @@
+# Edgeward: run `make` for the list of targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := bin/edgeward
+
+# The pinned BPF toolchain: Debian 12's clang-19. `make check` fails when the
+# committed objects differ from what it builds.
+BPF_CLANG         ?= clang-19
+BPF_STRIP         ?= llvm-strip-19
+BPF_CLANG_VERSION := 19.1.7
+BPF_CFLAGS        := -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu
+export BPF_CLANG BPF_STRIP BPF_CFLAGS
+
+# Tests may not skip for lack of privilege when run through make.
+export EDGEWARD_STRICT := 1
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install missing system packages with apt-get (as root)
+	@scripts/deps.sh
+
+.PHONY: generate
+generate: ## rebuild the BPF objects (bpf2go) with the pinned clang
+	@scripts/deps.sh build
+	@$(BPF_CLANG) --version | grep -q "version $(BPF_CLANG_VERSION)" || \
+		{ echo "generate: need $(BPF_CLANG) $(BPF_CLANG_VERSION), found: $$($(BPF_CLANG) --version | head -1)"; exit 1; }
+	$(GO) generate ./loader/
+
+.PHONY: build
+build: ## build bin/edgeward (needs no C compiler)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/edgeward
+
+.PHONY: test
+test: deps build ## run every test, as root; fails on any skipped test
+	@scripts/test.sh
+
+.PHONY: demo
+demo: deps build ## run the enforcer on real traffic in a network sandbox
+	$(GO) run ./test/demo -bin $(BIN)
+
+.PHONY: bench
+bench: deps ## measure the data plane against its floor; results in bench/
+	@scripts/bench.sh
+
+.PHONY: format
+format: ## format Go and C sources
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: lint
+lint: ## vet and check formatting
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: check
+check: lint ## lint, and prove the committed BPF objects match the sources
+	@scripts/check-generated.sh
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

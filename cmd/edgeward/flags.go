@@ -1,0 +1,47 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/edgeward/edgeward/config"
+)
+
+// commandFlags is a flag set with the -c flag every command takes.
+type commandFlags struct {
+	*flag.FlagSet
+	configPath string
+}
+
+func newFlags(name string, stderr io.Writer) *commandFlags {
+	f := &commandFlags{FlagSet: flag.NewFlagSet("edgeward "+name, flag.ContinueOnError)}
+	f.SetOutput(stderr)
+	f.StringVar(&f.configPath, "c", config.DefaultPath, "config `FILE`")
+	return f
+}
+
+// parse parses args; ok is false when the command must stop with status.
+func (f *commandFlags) parse(args []string) (status int, ok bool) {
+	if err := f.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if f.NArg() > 0 {
+		fmt.Fprintf(f.Output(), "%s: unexpected argument %q\n", f.Name(), f.Arg(0))
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+// loadConfig loads the config named by -c and prints every problem it has.
+func (f *commandFlags) loadConfig(stderr io.Writer) (*config.Config, bool) {
+	cfg, err := config.Load(f.configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, false
+	}
+	return cfg, true
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/loader"
+	"github.com/edgeward/edgeward/netwatch"
+)
+
+// cmdRun is the daemon: it enforces the configured policy until SIGINT or
+// SIGTERM, reloads the config on SIGHUP, and leaves enforcement in place
+// when it exits.
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("run", stderr)
+	forceClsact := f.Bool("force-clsact", false, "attach through clsact even where tcx exists (testing)")
+	if status, ok := f.parse(args); !ok {
+		return status
+	}
+	cfg, ok := f.loadConfig(stderr)
+	if !ok {
+		return exitUsage
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	d := &daemon{cfg: cfg, log: log, forceClsact: *forceClsact}
+	if err := d.run(ctx); err != nil {
+		log.Error("edgeward stopped", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// daemon is one run of edgeward run.
+type daemon struct {
+	cfg         *config.Config
+	log         *slog.Logger
+	forceClsact bool
+
+	loader   *loader.Loader
+	enforcer *enforcer
+
+	// Outcome of the last reload, for the metrics.
+	reloadFailed atomic.Bool
+	reloadedAt   atomic.Int64 // Unix seconds
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	// Bind the metrics address before touching the kernel: a taken port is
+	// an error that changes nothing.
+	metricsLn, err := net.Listen("tcp", d.cfg.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for metrics: %w", err)
+	}
+	defer metricsLn.Close()
+
+	d.loader, err = loader.Open(loader.Options{PinPath: d.cfg.Paths.BPFFS, ForceClsact: d.forceClsact})
+	if err != nil {
+		return err
+	}
+	defer d.loader.Close()
+
+	if err := d.applyPolicy(d.cfg); err != nil {
+		return err
+	}
+	d.enforcer = newEnforcer(d.cfg, d.loader, d.log)
+
+	go d.serveMetrics(metricsLn)
+	go d.watchInterfaces(ctx)
+	d.waitForSignals(ctx)
+
+	d.log.Info("stopping; the pinned policy stays enforced", "pins", d.cfg.Paths.BPFFS)
+	return nil
+}
+
+// applyPolicy compiles cfg into the next policy generation and switches to
+// it. On error the active policy is unchanged.
+func (d *daemon) applyPolicy(cfg *config.Config) error {
+	maps := d.loader.Maps()
+	active, _, err := maps.ActivePolicy()
+	if err != nil {
+		return err
+	}
+
+	p, err := loader.Compile(cfg, active.Generation+1)
+	if err != nil {
+		return fmt.Errorf("compile policy from %s: %w", cfg.File, err)
+	}
+	if err := d.loader.ApplyPolicy(p); err != nil {
+		return err
+	}
+	d.log.Info("policy applied", "generation", p.Generation, "mode", cfg.Mode,
+		"endpoints", len(cfg.Endpoints), "entries", p.Entries(), "capacity", loader.MaxRules)
+	return nil
+}
+
+// watchInterfaces feeds interface events to the enforcer, starting over
+// (and so resynchronising) when the netlink subscription fails.
+func (d *daemon) watchInterfaces(ctx context.Context) {
+	for ctx.Err() == nil {
+		events := make(chan netwatch.Event)
+		watchCtx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- netwatch.Watch(watchCtx, events) }()
+
+		err := d.consume(watchCtx, events, errc)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("interface watch failed; starting over", "err", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (d *daemon) consume(ctx context.Context, events <-chan netwatch.Event, errc <-chan error) error {
+	for {
+		select {
+		case ev := <-events:
+			d.enforcer.handle(ev)
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// waitForSignals reloads on SIGHUP until ctx ends.
+func (d *daemon) waitForSignals(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			d.reload()
+		}
+	}
+}
+
+// reload applies the config file again. An invalid config keeps the policy
+// in force and is reported in the log and the metrics.
+func (d *daemon) reload() {
+	cfg, err := config.Load(d.cfg.File)
+	if err == nil {
+		err = d.applyPolicy(cfg)
+	}
+	d.reloadFailed.Store(err != nil)
+	d.reloadedAt.Store(time.Now().Unix())
+	if err != nil {
+		d.log.Error("reload rejected; the previous policy stays in force", "err", err)
+		return
+	}
+	d.cfg = cfg
+	d.enforcer.setConfig(cfg)
+}
+
+func (d *daemon) serveMetrics(ln net.Listener) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(d))
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		d.log.Error("metrics server stopped", "err", err)
+	}
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/edgeward/edgeward/loader"
+)
+
+// cmdUnload ends enforcement: it detaches every program of Edgeward in the
+// current network namespace and removes its pins. Run it in the namespace
+// the daemon enforces (ip netns exec NS edgeward unload -c FILE).
+func cmdUnload(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("unload", stderr)
+	if status, ok := f.parse(args); !ok {
+		return status
+	}
+	cfg, ok := f.loadConfig(stderr)
+	if !ok {
+		return exitUsage
+	}
+
+	before, _ := loader.Attachments(cfg.Paths.BPFFS)
+	if err := loader.Unload(cfg.Paths.BPFFS); err != nil {
+		fmt.Fprintf(stderr, "edgeward unload: %v\n", err)
+		return exitFailure
+	}
+	for _, a := range before {
+		fmt.Fprintf(stdout, "detached %s from %s\n", a.Mode, a.Name)
+	}
+	fmt.Fprintf(stdout, "removed pins under %s; nothing of Edgeward enforces here now\n", cfg.Paths.BPFFS)
+	return exitOK
+}

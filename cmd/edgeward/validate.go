@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/edgeward/edgeward/config"
+)
+
+// cmdValidate checks a config file and touches nothing else.
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("validate", stderr)
+	if status, ok := f.parse(args); !ok {
+		return status
+	}
+
+	cfg, ok := f.loadConfig(stderr)
+	if !ok {
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "%s: valid: mode %s, %d endpoints, proxy %s\n",
+		cfg.File, cfg.Mode, len(cfg.Endpoints), proxyString(cfg))
+	return exitOK
+}
+
+func proxyString(cfg *config.Config) string {
+	if cfg.Proxy == nil {
+		return "none"
+	}
+	return cfg.Proxy.Address.String()
+}
