@@ -34,10 +34,11 @@ static __noinline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
 	c->bytes += len;
 }
 
-/* ew_verdict turns a reason into a verdict under the policy's mode. */
+/* ew_verdict turns a reason into a verdict under the policy's mode. A
+ * packet no step decided on (EW_REASON_UNKNOWN) is denied: fail closed. */
 static __always_inline enum ew_verdict ew_verdict(__u8 reason, __u8 mode)
 {
-	if (reason < EW_REASON_FIRST_DENY)
+	if (reason != EW_REASON_UNKNOWN && reason < EW_REASON_FIRST_DENY)
 		return EW_VERDICT_PASS;
 	return mode == EW_MODE_AUDIT ? EW_VERDICT_AUDIT : EW_VERDICT_DROP;
 }
@@ -60,32 +61,32 @@ static __always_inline void ew_linearize(struct __sk_buff *skb)
  *
  * A global function, so the verifier checks it once for any packet instead
  * of once per parse path: that keeps verification far below its limits on
- * older kernels. The policy map is looked up once, here, so the decision and
- * the mode always come from the same policy generation. */
+ * older kernels. The active slot is read once, here, so the decision and
+ * the mode come from the same policy. */
 __noinline int ew_judge(struct ew_packet *pkt, struct ew_decision *d)
 {
-	struct ew_rule_key settings_key = {};
-	struct ew_rule *settings;
-	__u32 zero = 0;
-	void *rules;
+	struct ew_settings *s;
+	__u32 zero = 0, slot;
+	__u32 *active;
 
 	if (!pkt || !d)
 		return EW_MODE_ENFORCE;
 
-	rules = bpf_map_lookup_elem(&ew_policy, &zero);
-	if (!rules) {
+	active = bpf_map_lookup_elem(&ew_active, &zero);
+	if (!active) {
 		d->reason = d->reason ?: EW_REASON_NO_POLICY;
 		return EW_MODE_ENFORCE;
 	}
-	settings = bpf_map_lookup_elem(rules, &settings_key);
-	if (!settings) {
+	slot = *active;
+	s = bpf_map_lookup_elem(&ew_policy_settings, &slot);
+	if (!s || s->generation == 0) {
 		d->reason = d->reason ?: EW_REASON_NO_POLICY;
 		return EW_MODE_ENFORCE;
 	}
 
 	if (d->reason == EW_REASON_UNKNOWN)
-		ew_decide(rules, settings, pkt, d);
-	return settings->mode;
+		ew_decide(s, slot, pkt, d);
+	return s->mode;
 }
 
 /* ew_egress judges one packet leaving on an uplink. l3 is set for devices

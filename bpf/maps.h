@@ -16,29 +16,28 @@
 #define EW_MAX_RANGES 16
 /* Distinct prefix lengths one address family of a policy may use. */
 #define EW_MAX_PREFIX_LENS 40
-/* Upper bound of rule entries in one policy. */
+/* Upper bound of rule entries in one policy, per address family. */
 #define EW_MAX_RULES 262144
 /* Endpoint index that means "the proxy". */
 #define EW_ENDPOINT_PROXY 0xffff
-
-enum ew_family {
-	EW_FAMILY_SETTINGS = 0,
-	EW_FAMILY_IPV4 = 4,
-	EW_FAMILY_IPV6 = 6,
-};
+/* Policy slots: the active one, and the one the next policy is written to. */
+#define EW_POLICY_SLOTS 2
 
 enum ew_mode {
 	EW_MODE_ENFORCE = 0,
 	EW_MODE_AUDIT = 1,
 };
 
-/* Key of a policy entry: an address prefix, masked to prefixlen bits. The
- * entry with family EW_FAMILY_SETTINGS and all else zero holds the policy's
- * settings. IPv4 addresses use addr[0] only. */
-struct ew_rule_key {
-	__u8 family;
-	__u8 prefixlen;
-	__u16 pad;
+/* Key of an IPv4 policy entry: a prefix, masked to prefixlen bits, address
+ * in network order. */
+struct ew_rule4_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+/* Key of an IPv6 policy entry. */
+struct ew_rule6_key {
+	__u32 prefixlen;
 	__u32 addr[4];
 };
 
@@ -52,40 +51,82 @@ struct ew_port_range {
 	__u16 endpoint;
 };
 
-/* Value of a policy entry. For a prefix entry only nranges and ranges are
- * used; for the settings entry only the other fields. Both share one struct
- * because one map holds a whole policy, which is what makes a policy switch a
- * single pointer update. */
+/* Value of a policy entry: what may be reached inside its prefix. */
 struct ew_rule {
-	__u32 generation;
-	__u8 mode;
-	__u8 nranges;
-	__u8 v4_nlens;
-	__u8 v6_nlens;
-	/* Prefix lengths present in the policy, longest first. */
-	__u8 v4_lens[EW_MAX_PREFIX_LENS];
-	__u8 v6_lens[EW_MAX_PREFIX_LENS];
+	__u32 nranges;
 	struct ew_port_range ranges[EW_MAX_RANGES];
 };
 
-/* Inner map: one policy generation, entries sized to the policy. Through
- * the outer map alone clang emits only forward declarations of the key and
- * value types; ew_lookup_policy's parameters make them complete. */
-struct ew_rules {
+/* Everything of a policy that is not an entry. */
+struct ew_settings {
+	__u32 generation; /* 0: no policy in this slot */
+	__u32 entries4;   /* entries of ew_rules4[slot], for status */
+	__u32 entries6;
+	__u8 mode;
+	__u8 v4_nlens;
+	__u8 v6_nlens;
+	__u8 pad;
+	/* Prefix lengths present in the policy, longest first. */
+	__u8 v4_lens[EW_MAX_PREFIX_LENS];
+	__u8 v6_lens[EW_MAX_PREFIX_LENS];
+};
+
+/*
+ * A policy lives in one slot: ew_policy_settings[slot], ew_rules4[slot] and
+ * ew_rules6[slot]. ew_active names the slot packets use. The loader writes
+ * a new policy into the other slot and then flips ew_active, so a packet
+ * sees one policy whole (see loader/maps.go for the grace periods that make
+ * this hold).
+ */
+
+/* 0 -> the active slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} ew_active SEC(".maps");
+
+/* Slot -> settings of the policy in that slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EW_POLICY_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ew_settings);
+} ew_policy_settings SEC(".maps");
+
+/* Inner maps: the entries of one policy, sized to it. Through the outer
+ * maps alone clang emits only forward declarations of the key and value
+ * types; ew_lookup_policy's parameters make them complete. */
+struct ew_rules4_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
-	__type(key, struct ew_rule_key);
+	__type(key, struct ew_rule4_key);
 	__type(value, struct ew_rule);
 };
 
+struct ew_rules6_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct ew_rule6_key);
+	__type(value, struct ew_rule);
+};
 
-/* Slot 0 holds the active policy; replacing it switches policies at once. */
+/* Slot -> IPv4 entries of the policy in that slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
+	__uint(max_entries, EW_POLICY_SLOTS);
 	__type(key, __u32);
-	__array(values, struct ew_rules);
-} ew_policy SEC(".maps");
+	__array(values, struct ew_rules4_inner);
+} ew_rules4 SEC(".maps");
+
+/* Slot -> IPv6 entries of the policy in that slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, EW_POLICY_SLOTS);
+	__type(key, __u32);
+	__array(values, struct ew_rules6_inner);
+} ew_rules6 SEC(".maps");
 
 /* Packets and bytes of one (hook, verdict, reason) cell. */
 struct ew_counter {

@@ -27,59 +27,63 @@ struct ew_decision {
 };
 
 /* ew_mask_v4 keeps the first len bits of a network-order IPv4 address. */
-static __always_inline __u32 ew_mask_v4(__u32 addr, __u8 len)
+static __always_inline __u32 ew_mask_v4(__u32 addr, __u32 len)
 {
 	if (len == 0)
 		return 0;
+	if (len >= 32)
+		return addr;
 	return addr & bpf_htonl(0xffffffffU << (32 - len));
 }
 
-/* ew_rule_key_for fills key with the first len bits of the destination. */
-static __always_inline void ew_rule_key_for(struct ew_rule_key *key,
-					    const struct ew_packet *pkt,
-					    __u8 len)
-{
-	key->family = pkt->family;
-	key->prefixlen = len;
-	if (pkt->family == 4) {
-		key->addr[0] = ew_mask_v4(pkt->daddr[0], len);
-		return;
-	}
-
-#pragma unroll
-	for (int w = 0; w < 4; w++) {
-		int bits = (int)len - w * 32;
-
-		if (bits >= 32)
-			key->addr[w] = pkt->daddr[w];
-		else if (bits <= 0)
-			key->addr[w] = 0;
-		else
-			key->addr[w] = ew_mask_v4(pkt->daddr[w], bits);
-	}
-}
-
-/* ew_find_rule returns the entry of the longest prefix of the policy that
- * contains the destination, or NULL. The policy lists the prefix lengths it
- * uses, longest first, so this costs one hash lookup per distinct length. */
+/* ew_find_rule4 returns the entry of the longest IPv4 prefix of the policy
+ * that contains the destination, or NULL. The policy lists the prefix
+ * lengths it uses, longest first: one hash lookup per distinct length. */
 static __always_inline struct ew_rule *
-ew_find_rule(void *rules, const struct ew_rule *settings,
-	     const struct ew_packet *pkt, struct ew_rule_key *key)
+ew_find_rule4(void *rules, const struct ew_settings *s,
+	      const struct ew_packet *pkt, struct ew_rule4_key *key)
 {
-	const __u8 *lens = settings->v4_lens;
-	__u8 n = settings->v4_nlens;
-
-	if (pkt->family == 6) {
-		lens = settings->v6_lens;
-		n = settings->v6_nlens;
-	}
-
 	for (int i = 0; i < EW_MAX_PREFIX_LENS; i++) {
 		struct ew_rule *rule;
 
-		if (i >= n)
+		if (i >= s->v4_nlens)
 			break;
-		ew_rule_key_for(key, pkt, lens[i]);
+		key->prefixlen = s->v4_lens[i];
+		key->addr = ew_mask_v4(pkt->daddr[0], key->prefixlen);
+		rule = bpf_map_lookup_elem(rules, key);
+		if (rule)
+			return rule;
+	}
+	return NULL;
+}
+
+/* ew_mask_v6 fills key->addr with the first key->prefixlen bits of addr. */
+static __always_inline void ew_mask_v6(struct ew_rule6_key *key,
+				       const __u32 *addr)
+{
+#pragma unroll
+	for (int w = 0; w < 4; w++) {
+		int bits = (int)key->prefixlen - w * 32;
+
+		if (bits <= 0)
+			key->addr[w] = 0;
+		else
+			key->addr[w] = ew_mask_v4(addr[w], bits);
+	}
+}
+
+/* ew_find_rule6 is ew_find_rule4 for IPv6. */
+static __always_inline struct ew_rule *
+ew_find_rule6(void *rules, const struct ew_settings *s,
+	      const struct ew_packet *pkt, struct ew_rule6_key *key)
+{
+	for (int i = 0; i < EW_MAX_PREFIX_LENS; i++) {
+		struct ew_rule *rule;
+
+		if (i >= s->v6_nlens)
+			break;
+		key->prefixlen = s->v6_lens[i];
+		ew_mask_v6(key, pkt->daddr);
 		rule = bpf_map_lookup_elem(rules, key);
 		if (rule)
 			return rule;
@@ -89,10 +93,11 @@ ew_find_rule(void *rules, const struct ew_rule *settings,
 
 /* ew_match_ports looks for the packet's protocol and port among the rule's
  * ranges. The rule carries the ranges of every endpoint containing it, so a
- * miss here is final. */
-static __always_inline int ew_match_ports(const struct ew_rule *rule,
-					  const struct ew_packet *pkt,
-					  struct ew_decision *d)
+ * miss here is final. Not inlined: its parameter puts struct ew_rule into
+ * BTF for the generated Go bindings. */
+static __noinline void ew_match_ports(const struct ew_rule *rule,
+				      const struct ew_packet *pkt,
+				      struct ew_decision *d)
 {
 	for (int i = 0; i < EW_MAX_RANGES; i++) {
 		const struct ew_port_range *r = &rule->ranges[i];
@@ -107,24 +112,38 @@ static __always_inline int ew_match_ports(const struct ew_rule *rule,
 		d->reason = r->endpoint == EW_ENDPOINT_PROXY ?
 				    EW_REASON_PROXY :
 				    EW_REASON_ENDPOINT;
-		return 1;
+		return;
 	}
-	return 0;
 }
 
+/* Scratch space for the map keys of one lookup. */
+struct ew_lookup_keys {
+	struct ew_rule4_key v4;
+	struct ew_rule6_key v6;
+};
+
 /* ew_lookup_policy decides a packet with ports by the endpoints and the
- * proxy; key is scratch space for the map key. Not inlined: one copy of the
- * lookup loops serves every call site, and its parameters put the policy
- * types into BTF for the generated Go bindings. */
-static __noinline void ew_lookup_policy(void *rules,
-					const struct ew_rule *settings,
+ * proxy of the policy in slot. Not inlined: one copy of the lookup loops
+ * serves every call site, and its parameters put the key types into BTF. */
+static __noinline void ew_lookup_policy(const struct ew_settings *s,
+					__u32 slot,
 					const struct ew_packet *pkt,
-					struct ew_rule_key *key,
+					struct ew_lookup_keys *keys,
 					struct ew_decision *d)
 {
-	struct ew_rule *rule = ew_find_rule(rules, settings, pkt, key);
+	struct ew_rule *rule = NULL;
+	void *rules;
 
 	d->reason = EW_REASON_NO_RULE;
+	if (pkt->family == 4) {
+		rules = bpf_map_lookup_elem(&ew_rules4, &slot);
+		if (rules)
+			rule = ew_find_rule4(rules, s, pkt, &keys->v4);
+	} else {
+		rules = bpf_map_lookup_elem(&ew_rules6, &slot);
+		if (rules)
+			rule = ew_find_rule6(rules, s, pkt, &keys->v6);
+	}
 	if (rule)
 		ew_match_ports(rule, pkt, d);
 }
@@ -203,13 +222,12 @@ static __always_inline void ew_remember_fragment(const struct ew_packet *pkt,
 	bpf_map_update_elem(&ew_frags, &key, &v, BPF_ANY);
 }
 
-/* ew_decide judges a parsed IP packet against the policy in rules. */
-static __always_inline void ew_decide(void *rules,
-				      const struct ew_rule *settings,
+/* ew_decide judges a parsed IP packet against the policy in slot. */
+static __always_inline void ew_decide(const struct ew_settings *s, __u32 slot,
 				      const struct ew_packet *pkt,
 				      struct ew_decision *d)
 {
-	struct ew_rule_key key = {};
+	struct ew_lookup_keys keys = {};
 
 	d->reason = ew_link_need(pkt);
 	if (d->reason != EW_REASON_UNKNOWN)
@@ -222,7 +240,7 @@ static __always_inline void ew_decide(void *rules,
 
 	d->reason = EW_REASON_NO_RULE;
 	if (pkt->has_ports)
-		ew_lookup_policy(rules, settings, pkt, &key, d);
+		ew_lookup_policy(s, slot, pkt, &keys, d);
 
 	if (pkt->fragment)
 		ew_remember_fragment(pkt, d);

@@ -78,23 +78,34 @@ const (
 )
 
 type edgewardEwRule struct {
-	_          structs.HostLayout
-	Generation uint32
-	Mode       uint8
-	Nranges    uint8
-	V4Nlens    uint8
-	V6Nlens    uint8
-	V4Lens     [40]uint8
-	V6Lens     [40]uint8
-	Ranges     [16]edgewardEwPortRange
+	_       structs.HostLayout
+	Nranges uint32
+	Ranges  [16]edgewardEwPortRange
 }
 
-type edgewardEwRuleKey struct {
+type edgewardEwRule4Key struct {
 	_         structs.HostLayout
-	Family    uint8
-	Prefixlen uint8
-	Pad       uint16
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type edgewardEwRule6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
 	Addr      [4]uint32
+}
+
+type edgewardEwSettings struct {
+	_          structs.HostLayout
+	Generation uint32
+	Entries4   uint32
+	Entries6   uint32
+	Mode       uint8
+	V4Nlens    uint8
+	V6Nlens    uint8
+	Pad        uint8
+	V4Lens     [40]uint8
+	V6Lens     [40]uint8
 }
 
 type edgewardEwVerdict uint32
@@ -110,12 +121,15 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	edgewardMapEwCounters   = "ew_counters"
-	edgewardMapEwFrags      = "ew_frags"
-	edgewardMapEwPolicy     = "ew_policy"
-	edgewardProgTcEgressEth = "tc_egress_eth"
-	edgewardProgTcEgressL3  = "tc_egress_l3"
-	edgewardProgTcEmpty     = "tc_empty"
+	edgewardMapEwActive         = "ew_active"
+	edgewardMapEwCounters       = "ew_counters"
+	edgewardMapEwFrags          = "ew_frags"
+	edgewardMapEwPolicySettings = "ew_policy_settings"
+	edgewardMapEwRules4         = "ew_rules4"
+	edgewardMapEwRules6         = "ew_rules6"
+	edgewardProgTcEgressEth     = "tc_egress_eth"
+	edgewardProgTcEgressL3      = "tc_egress_l3"
+	edgewardProgTcEmpty         = "tc_empty"
 )
 
 // loadEdgeward returns the embedded CollectionSpec for edgeward.
@@ -169,9 +183,12 @@ type edgewardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type edgewardMapSpecs struct {
-	EwCounters *ebpf.MapSpec `ebpf:"ew_counters"`
-	EwFrags    *ebpf.MapSpec `ebpf:"ew_frags"`
-	EwPolicy   *ebpf.MapSpec `ebpf:"ew_policy"`
+	EwActive         *ebpf.MapSpec `ebpf:"ew_active"`
+	EwCounters       *ebpf.MapSpec `ebpf:"ew_counters"`
+	EwFrags          *ebpf.MapSpec `ebpf:"ew_frags"`
+	EwPolicySettings *ebpf.MapSpec `ebpf:"ew_policy_settings"`
+	EwRules4         *ebpf.MapSpec `ebpf:"ew_rules4"`
+	EwRules6         *ebpf.MapSpec `ebpf:"ew_rules6"`
 }
 
 // edgewardVariableSpecs contains global variables before they are loaded into the kernel.
@@ -200,16 +217,22 @@ func (o *edgewardObjects) Close() error {
 //
 // It can be passed to loadEdgewardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type edgewardMaps struct {
-	EwCounters *ebpf.Map `ebpf:"ew_counters"`
-	EwFrags    *ebpf.Map `ebpf:"ew_frags"`
-	EwPolicy   *ebpf.Map `ebpf:"ew_policy"`
+	EwActive         *ebpf.Map `ebpf:"ew_active"`
+	EwCounters       *ebpf.Map `ebpf:"ew_counters"`
+	EwFrags          *ebpf.Map `ebpf:"ew_frags"`
+	EwPolicySettings *ebpf.Map `ebpf:"ew_policy_settings"`
+	EwRules4         *ebpf.Map `ebpf:"ew_rules4"`
+	EwRules6         *ebpf.Map `ebpf:"ew_rules6"`
 }
 
 func (m *edgewardMaps) Close() error {
 	return _EdgewardClose(
+		m.EwActive,
 		m.EwCounters,
 		m.EwFrags,
-		m.EwPolicy,
+		m.EwPolicySettings,
+		m.EwRules4,
+		m.EwRules6,
 	)
 }
 

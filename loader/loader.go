@@ -29,6 +29,7 @@ type Loader struct {
 	objs  objects
 	pins  pinLayout
 	links map[int]*attachment
+	floor *ebpf.Program // loaded by Benchmark only
 }
 
 // objects are the programs and maps the daemon uses; tc_empty, the
@@ -38,12 +39,16 @@ type objects struct {
 	TCEgressL3  *ebpf.Program `ebpf:"tc_egress_l3"`
 	Counters    *ebpf.Map     `ebpf:"ew_counters"`
 	Frags       *ebpf.Map     `ebpf:"ew_frags"`
-	Policy      *ebpf.Map     `ebpf:"ew_policy"`
+	Active      *ebpf.Map     `ebpf:"ew_active"`
+	Settings    *ebpf.Map     `ebpf:"ew_policy_settings"`
+	Rules4      *ebpf.Map     `ebpf:"ew_rules4"`
+	Rules6      *ebpf.Map     `ebpf:"ew_rules6"`
 }
 
 func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
-		o.TCEgressEth, o.TCEgressL3, o.Counters, o.Frags, o.Policy,
+		o.TCEgressEth, o.TCEgressL3, o.Counters, o.Frags,
+		o.Active, o.Settings, o.Rules4, o.Rules6,
 	} {
 		if c != nil {
 			c.Close()
@@ -52,7 +57,9 @@ func (o *objects) close() {
 }
 
 // pinnedMaps are the maps that survive the daemon, by name.
-var pinnedMaps = []string{"ew_counters", "ew_frags", "ew_policy"}
+var pinnedMaps = []string{
+	"ew_counters", "ew_frags", "ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
+}
 
 // pinLayout names the places under the pin directory.
 type pinLayout struct {
@@ -145,6 +152,9 @@ func (l *Loader) pinPrograms() error {
 func (l *Loader) Close() error {
 	for _, a := range l.links {
 		a.close()
+	}
+	if l.floor != nil {
+		l.floor.Close()
 	}
 	l.objs.close()
 	return nil

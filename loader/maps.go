@@ -3,61 +3,137 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
 )
 
-// ApplyPolicy makes p the active policy in one step: it writes p into a new
-// map sized for it and then swaps that map into the policy slot, so every
-// packet sees either the old policy or the new one. When an error is
-// returned the old policy is still active.
+// ApplyPolicy makes p the active policy so that every packet sees either
+// the old policy or the new one, whole:
+//
+//  1. Wait until no packet can still be reading the inactive slot (a
+//     packet that looked up the slot number before the previous switch).
+//  2. Write p into the inactive slot: new maps sized for it, then settings.
+//  3. Flip ew_active to that slot: one 32-bit write.
+//
+// Step 1 rewrites an outer map entry with its own value: the kernel answers
+// an update of a map-in-map only after an RCU grace period, by which time
+// every program that started before has finished. When an error is
+// returned, the active policy is unchanged.
 func (l *Loader) ApplyPolicy(p *Policy) error {
-	inner, err := l.newPolicyMap(p)
+	active, err := readActiveSlot(l.objs.Active)
 	if err != nil {
 		return err
 	}
-	defer inner.Close()
+	next := 1 - active
 
-	if err := l.objs.Policy.Put(uint32(0), inner); err != nil {
+	inner4, inner6, err := l.newRuleMaps(p)
+	if err != nil {
+		return err
+	}
+	defer inner4.Close()
+	defer inner6.Close()
+
+	if err := settle(l.objs.Rules4, next); err != nil {
+		return err
+	}
+	if err := l.writeSlot(next, p, inner4, inner6); err != nil {
+		return err
+	}
+	if err := l.objs.Active.Put(uint32(0), next); err != nil {
 		return fmt.Errorf("switch to policy generation %d: %w", p.Generation, err)
 	}
 	return nil
 }
 
-// newPolicyMap creates and fills the inner map of one policy generation.
-func (l *Loader) newPolicyMap(p *Policy) (*ebpf.Map, error) {
-	if p.Entries() > MaxRules {
-		return nil, fmt.Errorf("%w: %d entries, at most %d", ErrPolicyTooLarge, p.Entries(), MaxRules)
+func readActiveSlot(m *ebpf.Map) (uint32, error) {
+	var slot uint32
+	if err := m.Lookup(uint32(0), &slot); err != nil {
+		return 0, fmt.Errorf("read active policy slot: %w", err)
 	}
-
-	spec := l.spec.Maps["ew_policy"].InnerMap.Copy()
-	spec.Name = "ew_rules"
-	spec.MaxEntries = uint32(p.Entries())
-	inner, err := ebpf.NewMap(spec)
-	if err != nil {
-		return nil, fmt.Errorf("create policy map for %d entries: %w", p.Entries(), err)
+	if slot > 1 {
+		return 0, fmt.Errorf("active policy slot is %d, want 0 or 1", slot)
 	}
-
-	if err := fill(inner, p); err != nil {
-		inner.Close()
-		return nil, fmt.Errorf("write policy generation %d: %w", p.Generation, err)
-	}
-	return inner, nil
+	return slot, nil
 }
 
-// fill writes the policy's entries, in batches where the kernel can.
-func fill(m *ebpf.Map, p *Policy) error {
-	_, err := m.BatchUpdate(p.keys, p.rules, nil)
-	if err == nil {
+// settle waits for an RCU grace period by storing slot's entry of outer
+// again. An empty slot needs no wait: no packet can be using it.
+func settle(outer *ebpf.Map, slot uint32) error {
+	var id ebpf.MapID
+	if err := outer.Lookup(slot, &id); err != nil || id == 0 {
 		return nil
 	}
-	if !errors.Is(err, ebpf.ErrNotSupported) {
+	inner, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return fmt.Errorf("open policy map of slot %d: %w", slot, err)
+	}
+	defer inner.Close()
+	if err := outer.Put(slot, inner); err != nil {
+		return fmt.Errorf("wait for readers of slot %d: %w", slot, err)
+	}
+	return nil
+}
+
+// writeSlot stores the maps and settings of p in slot.
+func (l *Loader) writeSlot(slot uint32, p *Policy, inner4, inner6 *ebpf.Map) error {
+	if err := l.objs.Rules4.Put(slot, inner4); err != nil {
+		return fmt.Errorf("store IPv4 entries: %w", err)
+	}
+	if err := l.objs.Rules6.Put(slot, inner6); err != nil {
+		return fmt.Errorf("store IPv6 entries: %w", err)
+	}
+	if err := l.objs.Settings.Put(slot, &p.settings); err != nil {
+		return fmt.Errorf("store policy settings: %w", err)
+	}
+	return nil
+}
+
+// newRuleMaps creates and fills the IPv4 and IPv6 maps of one policy.
+func (l *Loader) newRuleMaps(p *Policy) (*ebpf.Map, *ebpf.Map, error) {
+	inner4, err := newRuleMap(l.spec.Maps["ew_rules4"], p.keys4, p.rules4)
+	if err != nil {
+		return nil, nil, fmt.Errorf("write IPv4 entries of generation %d: %w", p.Generation, err)
+	}
+	inner6, err := newRuleMap(l.spec.Maps["ew_rules6"], p.keys6, p.rules6)
+	if err != nil {
+		inner4.Close()
+		return nil, nil, fmt.Errorf("write IPv6 entries of generation %d: %w", p.Generation, err)
+	}
+	return inner4, inner6, nil
+}
+
+// newRuleMap creates an inner map of outer's type sized for the entries
+// (at least one: the kernel has no empty hash maps) and fills it.
+func newRuleMap[K any](outer *ebpf.MapSpec, keys []K, rules []edgewardEwRule) (*ebpf.Map, error) {
+	if len(keys) > MaxRules {
+		return nil, fmt.Errorf("%w: %d entries, at most %d", ErrPolicyTooLarge, len(keys), MaxRules)
+	}
+
+	spec := outer.InnerMap.Copy()
+	spec.MaxEntries = uint32(max(len(keys), 1))
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, fmt.Errorf("create map for %d entries: %w", len(keys), err)
+	}
+	if err := fill(m, keys, rules); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// fill writes the entries, in batches where the kernel can.
+func fill[K any](m *ebpf.Map, keys []K, rules []edgewardEwRule) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := m.BatchUpdate(keys, rules, nil)
+	if err == nil || !errors.Is(err, ebpf.ErrNotSupported) {
 		return err
 	}
-	for i := range p.keys {
-		if err := m.Put(&p.keys[i], &p.rules[i]); err != nil {
+	for i := range keys {
+		if err := m.Put(&keys[i], &rules[i]); err != nil {
 			return err
 		}
 	}
@@ -83,59 +159,68 @@ type Counter struct {
 // Maps reads the pinned maps, with or without a running daemon.
 type Maps struct {
 	counters *ebpf.Map
-	policy   *ebpf.Map
+	active   *ebpf.Map
+	settings *ebpf.Map
+	owned    bool
 }
 
 // OpenPinned opens the maps pinned under pinPath for reading. It fails with
 // an error wrapping os.ErrNotExist when nothing is pinned there.
 func OpenPinned(pinPath string) (*Maps, error) {
 	dir := newPinLayout(pinPath).maps
-	counters, err := ebpf.LoadPinnedMap(filepath.Join(dir, "ew_counters"), &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("open pinned counters: %w", err)
+	m := &Maps{owned: true}
+	for name, dst := range map[string]**ebpf.Map{
+		"ew_counters":        &m.counters,
+		"ew_active":          &m.active,
+		"ew_policy_settings": &m.settings,
+	} {
+		pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
+		}
+		*dst = pinned
 	}
-	policy, err := ebpf.LoadPinnedMap(filepath.Join(dir, "ew_policy"), &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		counters.Close()
-		return nil, fmt.Errorf("open pinned policy: %w", err)
-	}
-	return &Maps{counters: counters, policy: policy}, nil
+	return m, nil
 }
 
 // Maps returns a reader of the loader's own maps. It shares the loader's
-// file descriptors: do not Close it.
+// file descriptors; its Close does nothing.
 func (l *Loader) Maps() *Maps {
-	return &Maps{counters: l.objs.Counters, policy: l.objs.Policy}
+	return &Maps{counters: l.objs.Counters, active: l.objs.Active, settings: l.objs.Settings}
 }
 
-// Close releases the maps.
+// Close releases the maps opened by OpenPinned.
 func (m *Maps) Close() error {
-	return errors.Join(m.counters.Close(), m.policy.Close())
+	if !m.owned {
+		return nil
+	}
+	var errs []error
+	for _, mp := range []*ebpf.Map{m.counters, m.active, m.settings} {
+		if mp != nil {
+			errs = append(errs, mp.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// ActivePolicy reads the settings and size of the active policy. ok is
-// false when no policy has been applied yet.
+// ActivePolicy reads the settings of the active policy. ok is false when
+// no policy has been applied yet.
 func (m *Maps) ActivePolicy() (p ActivePolicy, ok bool, err error) {
-	var id ebpf.MapID
-	if err := m.policy.Lookup(uint32(0), &id); err != nil || id == 0 {
-		return p, false, nil
-	}
-	inner, err := ebpf.NewMapFromID(id)
-	if errors.Is(err, os.ErrNotExist) {
-		return p, false, nil // replaced between the two look-ups
-	}
+	slot, err := readActiveSlot(m.active)
 	if err != nil {
-		return p, false, fmt.Errorf("open active policy map: %w", err)
+		return p, false, err
 	}
-	defer inner.Close()
-
-	var settings edgewardEwRule
-	if err := inner.Lookup(&edgewardEwRuleKey{Family: familySettings}, &settings); err != nil {
+	var s edgewardEwSettings
+	if err := m.settings.Lookup(slot, &s); err != nil {
 		return p, false, fmt.Errorf("read policy settings: %w", err)
 	}
-	p.Generation = settings.Generation
-	p.Audit = settings.Mode == 1
-	p.Entries = int(inner.MaxEntries())
+	if s.Generation == 0 {
+		return p, false, nil
+	}
+	p.Generation = s.Generation
+	p.Audit = s.Mode == 1
+	p.Entries = int(s.Entries4 + s.Entries6)
 	return p, true, nil
 }
 

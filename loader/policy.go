@@ -13,13 +13,13 @@ import (
 
 // Limits of one policy, from bpf/maps.h.
 const (
-	MaxRules       = 262144
-	MaxPortRanges  = 16
-	MaxPrefixLens  = 40
-	proxyEndpoint  = 0xffff
-	familySettings = 0
-	familyIPv4     = 4
-	familyIPv6     = 6
+	// MaxRules is the most entries a policy may have per address family.
+	MaxRules      = 262144
+	MaxPortRanges = 16
+	MaxPrefixLens = 40
+	proxyEndpoint = 0xffff
+	familyIPv4    = 4
+	familyIPv6    = 6
 )
 
 // ErrPolicyTooLarge is returned when a policy does not fit the data plane's
@@ -34,14 +34,16 @@ type Policy struct {
 	// Endpoints names the endpoints by the index the kernel reports.
 	Endpoints []string
 
-	keys  []edgewardEwRuleKey
-	rules []edgewardEwRule
+	settings edgewardEwSettings
+	keys4    []edgewardEwRule4Key
+	rules4   []edgewardEwRule
+	keys6    []edgewardEwRule6Key
+	rules6   []edgewardEwRule
 }
 
-// Entries returns the number of map entries the policy uses, settings
-// included.
+// Entries returns the number of map entries the policy uses.
 func (p *Policy) Entries() int {
-	return len(p.keys)
+	return len(p.keys4) + len(p.keys6)
 }
 
 // grant is one port range an endpoint grants on a prefix.
@@ -63,30 +65,30 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 		p.Endpoints = append(p.Endpoints, ep.Name)
 	}
 
-	settings := edgewardEwRule{Generation: generation}
+	p.settings = edgewardEwSettings{Generation: generation}
 	if cfg.Mode == config.ModeAudit {
-		settings.Mode = 1
+		p.settings.Mode = 1
 	}
 	lens, err := prefixLengths(grants)
 	if err != nil {
 		return nil, err
 	}
-	settings.V4Nlens = uint8(copy(settings.V4Lens[:], lens[familyIPv4]))
-	settings.V6Nlens = uint8(copy(settings.V6Lens[:], lens[familyIPv6]))
-	p.keys = append(p.keys, edgewardEwRuleKey{Family: familySettings})
-	p.rules = append(p.rules, settings)
+	p.settings.V4Nlens = uint8(copy(p.settings.V4Lens[:], lens[familyIPv4]))
+	p.settings.V6Nlens = uint8(copy(p.settings.V6Lens[:], lens[familyIPv6]))
 
-	if len(grants)+1 > MaxRules {
-		return nil, fmt.Errorf("%w: %d prefixes, at most %d", ErrPolicyTooLarge, len(grants), MaxRules-1)
-	}
 	for _, prefix := range sortedPrefixes(grants) {
 		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
 		if err != nil {
 			return nil, err
 		}
-		p.keys = append(p.keys, ruleKey(prefix))
-		p.rules = append(p.rules, rule)
+		p.add(prefix, rule)
 	}
+	if len(p.keys4) > MaxRules || len(p.keys6) > MaxRules {
+		return nil, fmt.Errorf("%w: %d IPv4 and %d IPv6 prefixes, at most %d each",
+			ErrPolicyTooLarge, len(p.keys4), len(p.keys6), MaxRules)
+	}
+	p.settings.Entries4 = uint32(len(p.keys4))
+	p.settings.Entries6 = uint32(len(p.keys6))
 	return p, nil
 }
 
@@ -103,6 +105,10 @@ func collectGrants(cfg *config.Config) map[netip.Prefix][]grant {
 				})
 			}
 		}
+	}
+
+	for prefix, list := range grants {
+		grants[prefix] = dedupGrants(list)
 	}
 
 	if cfg.Proxy != nil {
@@ -159,28 +165,25 @@ func ruleFor(prefix netip.Prefix, grants map[netip.Prefix][]grant, lens []uint8)
 		return rule, fmt.Errorf("%w: %s is covered by %d port ranges, at most %d",
 			ErrPolicyTooLarge, prefix, len(ranges), MaxPortRanges)
 	}
-	rule.Nranges = uint8(copy(rule.Ranges[:], ranges))
+	rule.Nranges = uint32(copy(rule.Ranges[:], ranges))
 	return rule, nil
 }
 
 // dedupGrants drops repeated ranges, keeping the first endpoint that grants
-// each, in a stable order.
+// each, in a stable order. Lists are short (a few ranges per prefix), so a
+// linear scan beats a map.
 func dedupGrants(in []grant) []grant {
-	type span struct {
-		proto       uint8
-		first, last uint16
-	}
-	seen := make(map[span]bool, len(in))
 	out := in[:0:0]
 	for _, g := range in {
-		s := span{g.Proto, g.First, g.Last}
-		if seen[s] {
-			continue
+		if !slices.ContainsFunc(out, func(o grant) bool { return sameSpan(o, g) }) {
+			out = append(out, g)
 		}
-		seen[s] = true
-		out = append(out, g)
 	}
 	return out
+}
+
+func sameSpan(a, b grant) bool {
+	return a.Proto == b.Proto && a.First == b.First && a.Last == b.Last
 }
 
 func sortedPrefixes(grants map[netip.Prefix][]grant) []netip.Prefix {
@@ -204,24 +207,29 @@ func family(p netip.Prefix) uint8 {
 	return familyIPv6
 }
 
-// ruleKey builds the map key of a masked prefix. Addresses are stored in
+// add appends the entry of a masked prefix. Addresses are stored in
 // network byte order, as the program reads them from the packet.
-func ruleKey(p netip.Prefix) edgewardEwRuleKey {
-	key := edgewardEwRuleKey{Family: family(p), Prefixlen: uint8(p.Bits())}
-	key.Addr = addrWords(p.Addr())
-	return key
+func (p *Policy) add(prefix netip.Prefix, rule edgewardEwRule) {
+	words := addrWords(prefix.Addr())
+	if prefix.Addr().Is4() {
+		p.keys4 = append(p.keys4, edgewardEwRule4Key{Prefixlen: uint32(prefix.Bits()), Addr: words[0]})
+		p.rules4 = append(p.rules4, rule)
+		return
+	}
+	p.keys6 = append(p.keys6, edgewardEwRule6Key{Prefixlen: uint32(prefix.Bits()), Addr: words})
+	p.rules6 = append(p.rules6, rule)
 }
 
 // addrWords lays an address out as the program sees it: IPv4 in word 0,
 // bytes in network order.
 func addrWords(a netip.Addr) [4]uint32 {
 	var w [4]uint32
-	b := a.As16()
 	if a.Is4() {
 		b4 := a.As4()
 		w[0] = binary.NativeEndian.Uint32(b4[:])
 		return w
 	}
+	b := a.As16()
 	for i := range w {
 		w[i] = binary.NativeEndian.Uint32(b[i*4:])
 	}
