@@ -21,6 +21,9 @@ type Params struct {
 	BPFFS string      // pin directory, on a bpffs outside /sys
 	Dir   string      // the sandbox's folder, for state and socket
 	Mode  config.Mode // enforce or audit; empty means enforce
+	// WithoutVPNPeer leaves out the endpoint that lets the tunnel's own
+	// UDP transport leave: the tunnel must then stop.
+	WithoutVPNPeer bool
 }
 
 // Render returns the demo policy as YAML.
