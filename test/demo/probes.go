@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	sb "github.com/edgeward/edgeward/test/sandbox"
+)
+
+// row is one connection of the demo table.
+type row struct {
+	from   sb.Host
+	to     string // what the destination is
+	addr   string // address
+	port   string // protocol/port, or "via proxy"
+	expect bool   // true: must connect
+	try    func(ctx context.Context, d *demo) error
+}
+
+func curlGet(from sb.Host, url string, proxy string, timeout time.Duration) func(context.Context, *demo) error {
+	return func(ctx context.Context, d *demo) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		args := []string{"-o", "/dev/null", url}
+		if proxy != "" {
+			args = append(args, "-x", proxy)
+		}
+		_, err := d.sb.Curl(ctx, from, args...)
+		return err
+	}
+}
+
+func tcpEcho(from sb.Host, addr string, timeout time.Duration) func(context.Context, *demo) error {
+	return func(_ context.Context, d *demo) error { return d.sb.EchoTCP(from, addr, timeout) }
+}
+
+func udpEcho(from sb.Host, addr string, timeout time.Duration) func(context.Context, *demo) error {
+	return func(_ context.Context, d *demo) error { return d.sb.EchoUDP(from, addr, timeout) }
+}
+
+// rows lists the demo's connections from one host. Allowed ones get 5 s to
+// succeed; denied ones 1.5 s, since a drop shows only as silence.
+func rows(from sb.Host) []row {
+	const ok, deny = 5 * time.Second, 1500 * time.Millisecond
+	return []row{
+		{from, "approved endpoint", sb.EndpointHost4, "tcp/443 (curl)", true, curlGet(from, sb.URL(sb.EndpointHost4), "", ok)},
+		{from, "approved endpoint", sb.EndpointHost6, "tcp/443 (curl)", true, curlGet(from, sb.URL(sb.EndpointHost6), "", ok)},
+		{from, "approved endpoint", sb.EndpointHost4, "tcp/8443", false, tcpEcho(from, sb.Addr(sb.EndpointHost4, sb.UnlistedPort), deny)},
+		{from, "approved endpoint", sb.EndpointHost4, "udp/5353", true, udpEcho(from, sb.Addr(sb.EndpointHost4, sb.UDPEchoPort), ok)},
+		{from, "internet host", sb.InternetHost4, "tcp/443 (curl)", false, curlGet(from, sb.URL(sb.InternetHost4), "", deny)},
+		{from, "internet host", sb.InternetHost6, "tcp/443 (curl)", false, curlGet(from, sb.URL(sb.InternetHost6), "", deny)},
+		{from, "internet host", sb.InternetHost4, "udp/5353", false, udpEcho(from, sb.Addr(sb.InternetHost4, sb.UDPEchoPort), deny)},
+		{from, "internet host", sb.InternetHost4, "tcp/443 via proxy", true, curlGet(from, sb.URL(sb.InternetHost4), sb.ProxyURL4, ok)},
+		{from, "VPC endpoint (tunnel)", sb.VPCEndpoint4, "tcp/443 (curl)", true, curlGet(from, sb.URL(sb.VPCEndpoint4), "", ok)},
+		{from, "VPC endpoint (tunnel)", sb.VPCEndpoint6, "tcp/443 (curl)", true, curlGet(from, sb.URL(sb.VPCEndpoint6), "", ok)},
+		{from, "VPC broker (tunnel)", sb.VPCEndpoint4, "tcp/8883", true, tcpEcho(from, sb.Addr(sb.VPCEndpoint4, sb.MQTTSPort), ok)},
+	}
+}
+
+// probeAll tries every row from the gateway and from the OT host, prints
+// the table and reports whether every observation matched.
+func (d *demo) probeAll(ctx context.Context) bool {
+	fmt.Println("\nConnections (expected: what the policy says; observed: what happened):")
+	const format = "  %-18s %-22s %-16s %-18s %-9s %-9s%s\n"
+	fmt.Printf(format, "SOURCE", "DESTINATION", "ADDRESS", "PORT", "EXPECTED", "OBSERVED", "")
+
+	all := true
+	for _, r := range append(rows(sb.Gateway), rows(sb.OT)...) {
+		if ctx.Err() != nil {
+			break
+		}
+		err := r.try(ctx, d)
+		observed := verdict(err == nil)
+		mark := ""
+		if (err == nil) != r.expect {
+			all = false
+			mark = "  <-- differs: " + fmt.Sprint(err)
+		}
+		fmt.Printf(format, source(r.from), r.to, r.addr, r.port, verdict(r.expect), observed, mark)
+	}
+	return all
+}
+
+func verdict(connected bool) string {
+	if connected {
+		return "pass"
+	}
+	return "drop"
+}
+
+func source(h sb.Host) string {
+	if h == sb.OT {
+		return "OT host " + sb.OTAddr4
+	}
+	return "gateway"
+}
