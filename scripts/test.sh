@@ -52,6 +52,8 @@ done
 
 passed=$(grep -cE -- '--- PASS' "$log" || true)
 failed=$(grep -cE -- '--- FAIL' "$log" || true)
+broken=$(grep -cE '^FAIL\s.*\[(build|setup) failed\]' "$log" || true)
+failed=$((failed + broken))
 echo
 echo "tests: $passed passed, $((failed + fuzz_failed)) failed, $skipped skipped"
 exit $status
