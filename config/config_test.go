@@ -111,9 +111,11 @@ func TestParseProduct(t *testing.T) {
 // TestProductExampleVerbatim keeps testdata/valid/product.yaml equal to
 // the example in PRODUCT.md, when that file is around to compare with.
 func TestProductExampleVerbatim(t *testing.T) {
-	doc, err := os.ReadFile("/work/shared/PRODUCT.md")
+	// The shared folder sits beside the repository (CI lays it there too).
+	path := filepath.Join("..", "..", "shared", "PRODUCT.md")
+	doc, err := os.ReadFile(path)
 	if err != nil {
-		t.Skipf("PRODUCT.md not available: %v", err)
+		t.Skipf("PRODUCT.md not available at %s: %v", path, err)
 	}
 	_, example, ok := strings.Cut(string(doc), "## Configuration")
 	_, example, ok2 := strings.Cut(example, "```yaml\n")
@@ -177,6 +179,15 @@ func TestParseValues(t *testing.T) {
 				return []any{c.DNS.Upstreams[0].Zones[0], c.DNS.Names[0].Match, c.DNS.Names[0].Ports}
 			},
 			want: []any{"example.com", "**.api.example.com", []PortRange{{ProtoTCP, 443, 443}}},
+		},
+		{
+			name: "answers_in is optional",
+			yaml: "dns:\n  listen: [127.0.0.1:53]\n  upstreams: [{zones: [example.com], servers: [10.0.0.2]}]\n" +
+				"  names: [{match: api.example.com, ports: [tcp/443]}, {match: b.example.com, ports: [tcp/443], answers_in: null}]\n",
+			get: func(c *Config) any {
+				return []any{c.DNS.Names[0].AnswersIn == nil, c.DNS.Names[1].AnswersIn == nil}
+			},
+			want: []any{true, true},
 		},
 		{
 			name: "upstream port defaults to 53",

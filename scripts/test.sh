@@ -16,6 +16,8 @@ trap 'rm -f "$log" "$fuzzlog"' EXIT
 
 # Packages one after another: the integration tests build network sandboxes
 # and this machine has two cores.
+# The integration tests run the binary make just built.
+export EDGEWARD_BIN="$PWD/bin/edgeward"
 go test -count=1 -p 1 -v -timeout 20m ./... >"$log" 2>&1
 status=$?
 
