@@ -134,7 +134,10 @@ func (p *parser) names(n *yaml.Node, field string, zones map[string]*yaml.Node) 
 	return out
 }
 
-// name decodes one allowlist entry.
+// name decodes one allowlist entry. answers_in is optional: left out (or
+// null) it stays nil, and the DNS guard then refuses answers in private,
+// loopback, link-local, CGNAT, ULA and LAN ranges instead; written as an
+// empty list it is an error, since an empty list would read as "nowhere".
 func (p *parser) name(n *yaml.Node, field string, zones, seen map[string]*yaml.Node) (Name, bool) {
 	o := p.object(n, field, "match", "ports", "answers_in")
 	if o == nil {
@@ -149,7 +152,7 @@ func (p *parser) name(n *yaml.Node, field string, zones, seen map[string]*yaml.N
 	if v := p.require(o, "ports"); v != nil {
 		nm.Ports = p.portSet(v, o.path("ports"), true)
 	}
-	if v := p.require(o, "answers_in"); v != nil {
+	if v := o.get("answers_in"); v != nil {
 		nm.AnswersIn = p.prefixes(v, o.path("answers_in"), prefixRules{required: true})
 	}
 

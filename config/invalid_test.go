@@ -40,6 +40,7 @@ func TestInvalidFiles(t *testing.T) {
 		{"duplicate_pattern.yaml", 2, 22, "interfaces.vpn[2]", `"wg0" is already listed at interfaces.vpn[0] (line 2)`},
 		{"duplicate_port.yaml", 7, 9, "endpoints[0].ports[2]", "duplicate port set tcp/443 (already at line 5)"},
 		{"empty.yaml", 0, 0, "", "file is empty"},
+		{"empty_answers_in.yaml", 9, 19, "dns.names[0].answers_in", "must list at least one entry"},
 		{"empty_pattern.yaml", 3, 15, "interfaces.lan[1]", "empty pattern"},
 		{"endpoint_missing_to.yaml", 2, 5, "endpoints[0].to", "missing (required)"},
 		{"host_bits.yaml", 3, 24, "endpoints[0].to[1]", "host bits set; did you mean 10.30.8.0/24?"},
