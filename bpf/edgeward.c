@@ -1,14 +1,20 @@
 //go:build ignore
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
- * Edgeward's data plane. tc_egress_* run on every uplink and pass a packet
- * only when the active policy allows it.
+ * Edgeward's data plane:
+ *
+ *   uplink egress   tc_egress_eth, tc_egress_l3   endpoints, proxy, link needs
+ *   uplink ingress  xdp_uplink, tc_ingress_l3     replies of allowed flows
+ *   LAN ingress     xdp_lan                       by where the FIB routes it
+ *
+ * All of them count every verdict under its reason in ew_counters.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
+#include "flow.h"
 #include "maps.h"
 #include "parse.h"
 #include "policy.h"
@@ -55,72 +61,298 @@ static __always_inline void ew_linearize(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, want);
 }
 
-/* ew_judge completes a decision: when parsing already decided (d->reason
- * set), it only looks up the mode; otherwise it judges pkt against the
- * active policy. It returns the policy's mode.
- *
- * A global function, so the verifier checks it once for any packet instead
- * of once per parse path: that keeps verification far below its limits on
- * older kernels. The active slot is read once, here, so the decision and
- * the mode come from the same policy. */
-__noinline int ew_judge(struct ew_packet *pkt, struct ew_decision *d)
+/* ew_active_policy returns the settings of the active policy and stores
+ * its slot, or returns NULL when no policy is applied. The slot is read
+ * once per packet, so everything a packet is judged by comes from one
+ * policy. */
+static __always_inline struct ew_settings *ew_active_policy(__u32 *slot)
 {
 	struct ew_settings *s;
-	__u32 zero = 0, slot;
+	__u32 zero = 0;
 	__u32 *active;
+
+	active = bpf_map_lookup_elem(&ew_active, &zero);
+	if (!active)
+		return NULL;
+	*slot = *active;
+	s = bpf_map_lookup_elem(&ew_policy_settings, slot);
+	if (!s || s->generation == 0)
+		return NULL;
+	return s;
+}
+
+/*
+ * The ew_judge_* functions complete a decision: when parsing already decided
+ * (d->reason set), they only look up the mode; otherwise they judge the
+ * packet against the active policy. They return the policy's mode.
+ *
+ * They are global functions, so the verifier checks each once for any
+ * packet instead of once per parse path: that keeps verification far below
+ * its limits on older kernels.
+ */
+
+/* ew_judge_egress judges a packet leaving on an uplink and records the
+ * flows it allows. */
+__noinline int ew_judge_egress(struct ew_packet *pkt, struct ew_decision *d)
+{
+	struct ew_settings *s;
+	__u32 slot = 0;
 
 	if (!pkt || !d)
 		return EW_MODE_ENFORCE;
-
-	active = bpf_map_lookup_elem(&ew_active, &zero);
-	if (!active) {
+	s = ew_active_policy(&slot);
+	if (!s) {
 		d->reason = d->reason ?: EW_REASON_NO_POLICY;
 		return EW_MODE_ENFORCE;
 	}
-	slot = *active;
-	s = bpf_map_lookup_elem(&ew_policy_settings, &slot);
-	if (!s || s->generation == 0) {
+
+	if (d->reason == EW_REASON_UNKNOWN) {
+		ew_decide(s, slot, pkt, d);
+		if (d->reason < EW_REASON_FIRST_DENY)
+			ew_flow_track(pkt, d);
+	}
+	return s->mode;
+}
+
+/* ew_adopt lets in a packet from an endpoint's own port that belongs to no
+ * recorded flow: UDP from the VPN peer, or TCP of a connection that was
+ * open before enforcement started (never a bare SYN: that is a new inbound
+ * connection). The flow is recorded so its next packets are plain
+ * replies. */
+static __always_inline void ew_adopt(const struct ew_settings *s, __u32 slot,
+				     const struct ew_packet *pkt,
+				     struct ew_decision *d)
+{
+	struct ew_lookup_keys keys = {};
+	struct ew_decision found = {};
+	struct ew_packet local = *pkt;
+
+	if (pkt->proto == IPPROTO_TCP &&
+	    (pkt->tcp_flags & (EW_TCP_SYN | EW_TCP_ACK)) == EW_TCP_SYN)
+		return;
+
+	/* The flow as it would have left: local side first. */
+	local.sport = pkt->dport;
+	local.dport = pkt->sport;
+	__builtin_memcpy(local.saddr, pkt->daddr, sizeof(local.saddr));
+	__builtin_memcpy(local.daddr, pkt->saddr, sizeof(local.daddr));
+	local.tcp_flags = EW_TCP_ACK;
+
+	ew_lookup_policy(s, slot, &local, &keys, &found);
+	if (found.reason != EW_REASON_ENDPOINT && found.reason != EW_REASON_PROXY)
+		return;
+	d->reason = pkt->proto == IPPROTO_UDP ? EW_REASON_PEER :
+						EW_REASON_FLOW_ADOPTED;
+	d->endpoint = found.endpoint;
+	ew_flow_track(&local, &found);
+}
+
+/* ew_decide_ingress judges a packet arriving on an uplink. */
+static __always_inline void ew_decide_ingress(const struct ew_settings *s,
+					      __u32 slot,
+					      const struct ew_packet *pkt,
+					      const struct ew_icmp_inner *inner,
+					      struct ew_decision *d)
+{
+	d->reason = ew_link_need_reply(pkt);
+	if (d->reason != EW_REASON_UNKNOWN)
+		return;
+	if (pkt->later_fragment) {
+		ew_follow_fragment(pkt, d);
+		return;
+	}
+
+	d->reason = EW_REASON_UNSOLICITED;
+	if (ew_is_icmp_error(pkt)) {
+		if (ew_flow_quoted(inner))
+			d->reason = EW_REASON_ICMP_ERROR;
+	} else if (pkt->has_ports) {
+		if (ew_flow_reply(pkt))
+			d->reason = EW_REASON_FLOW;
+		else
+			ew_adopt(s, slot, pkt, d);
+	}
+
+	if (pkt->fragment)
+		ew_remember_fragment(pkt, d);
+}
+
+/* ew_judge_ingress judges a packet arriving on an uplink; inner is the
+ * header an ICMP error quotes. */
+__noinline int ew_judge_ingress(struct ew_packet *pkt,
+				struct ew_icmp_inner *inner,
+				struct ew_decision *d)
+{
+	struct ew_settings *s;
+	__u32 slot = 0;
+
+	if (!pkt || !inner || !d)
+		return EW_MODE_ENFORCE;
+	s = ew_active_policy(&slot);
+	if (!s) {
 		d->reason = d->reason ?: EW_REASON_NO_POLICY;
 		return EW_MODE_ENFORCE;
 	}
 
 	if (d->reason == EW_REASON_UNKNOWN)
-		ew_decide(s, slot, pkt, d);
+		ew_decide_ingress(s, slot, pkt, inner, d);
 	return s->mode;
 }
 
-/* ew_egress judges one packet leaving on an uplink. l3 is set for devices
- * whose packets start at the network header. Every path ends in the single
- * exit at the bottom, which counts the verdict. */
+/* ew_route asks the FIB where a packet from a LAN host would go. It
+ * returns 1 with the egress interface in *ifindex, 0 for the gateway
+ * itself, -1 when there is no route. */
+static __always_inline int ew_route(struct xdp_md *ctx,
+				    const struct ew_packet *pkt, __u32 *ifindex)
+{
+	struct bpf_fib_lookup fib = {};
+	int rc;
+
+	fib.family = pkt->family == 4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */;
+	fib.l4_protocol = pkt->proto;
+	fib.sport = bpf_htons(pkt->sport);
+	fib.dport = bpf_htons(pkt->dport);
+	fib.ifindex = ctx->ingress_ifindex;
+	if (pkt->family == 4) {
+		fib.ipv4_src = pkt->saddr[0];
+		fib.ipv4_dst = pkt->daddr[0];
+	} else {
+		__builtin_memcpy(fib.ipv6_src, pkt->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, pkt->daddr, 16);
+	}
+
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		*ifindex = fib.ifindex;
+		return 1;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+	/* Forwarding off: nothing can be routed, only local delivery is left. */
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		return 0;
+	}
+	return -1;
+}
+
+/* ew_decide_lan judges a packet from a LAN host by where it would go. */
+static __always_inline void ew_decide_lan(struct xdp_md *ctx,
+					  const struct ew_settings *s,
+					  __u32 slot,
+					  const struct ew_packet *pkt,
+					  struct ew_decision *d)
+{
+	struct ew_lookup_keys keys = {};
+	__u32 ifindex = 0, *role;
+	int routed;
+
+	d->reason = ew_link_need(pkt);
+	if (d->reason != EW_REASON_UNKNOWN)
+		return;
+	if (pkt->later_fragment) {
+		ew_follow_fragment(pkt, d);
+		return;
+	}
+
+	routed = ew_route(ctx, pkt, &ifindex);
+	if (routed < 0) {
+		d->reason = EW_REASON_NO_ROUTE;
+	} else if (routed == 0) {
+		d->reason = ew_match_service(s, pkt) ? EW_REASON_SERVICE :
+						       EW_REASON_NOT_A_SERVICE;
+	} else {
+		role = bpf_map_lookup_elem(&ew_ifaces, &ifindex);
+		if (role && *role == EW_ROLE_VPN)
+			d->reason = EW_REASON_VPN;
+		else if (role && *role != EW_ROLE_UPLINK)
+			d->reason = EW_REASON_NOT_ROUTABLE;
+		else if (pkt->has_ports)
+			ew_lookup_policy(s, slot, pkt, &keys, d);
+		else
+			d->reason = EW_REASON_NO_RULE;
+	}
+
+	if (pkt->fragment)
+		ew_remember_fragment(pkt, d);
+}
+
+/* ew_judge_lan judges a packet from a LAN host. */
+__noinline int ew_judge_lan(struct xdp_md *ctx, struct ew_packet *pkt,
+			    struct ew_decision *d)
+{
+	struct ew_settings *s;
+	__u32 slot = 0;
+
+	if (!pkt || !d)
+		return EW_MODE_ENFORCE;
+	s = ew_active_policy(&slot);
+	if (!s) {
+		d->reason = d->reason ?: EW_REASON_NO_POLICY;
+		return EW_MODE_ENFORCE;
+	}
+
+	if (d->reason == EW_REASON_UNKNOWN)
+		ew_decide_lan(ctx, s, slot, pkt, d);
+	return s->mode;
+}
+
+/* ew_parse parses the headers at the cursor up to the transport header.
+ * l3 is set for devices whose packets start at the network header. It
+ * returns a reason when parsing alone decides (ARP, malformed, ...). */
+static __always_inline int ew_parse(struct ew_cursor *c, int l3,
+				    struct ew_packet *pkt)
+{
+	__u16 proto = 0;
+	int reason;
+
+	if (!l3) {
+		reason = ew_parse_eth(c, &proto);
+		if (reason != EW_REASON_UNKNOWN)
+			return reason;
+		if (proto == ETH_P_ARP)
+			return EW_REASON_ARP;
+	}
+	return ew_parse_ip(c, proto, pkt);
+}
+
+/* ew_egress judges one packet leaving on an uplink. Every path ends in the
+ * single exit at the bottom, which counts the verdict. */
 static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 {
-	struct ew_decision d = { .reason = EW_REASON_UNKNOWN };
+	struct ew_decision d = {};
 	struct ew_packet pkt = {};
 	enum ew_verdict verdict;
 	struct ew_cursor c;
-	__u16 proto = 0;
 	int mode;
 
 	ew_linearize(skb);
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
+	d.reason = ew_parse(&c, l3, &pkt);
 
-	if (!l3) {
-		d.reason = ew_parse_eth(&c, &proto);
-		if (d.reason != EW_REASON_UNKNOWN)
-			goto out;
-		if (proto == ETH_P_ARP) {
-			d.reason = EW_REASON_ARP;
-			goto out;
-		}
-	}
-	d.reason = ew_parse_ip(&c, proto, &pkt);
-
-out:
-	mode = ew_judge(&pkt, &d);
+	mode = ew_judge_egress(&pkt, &d);
 	verdict = ew_verdict(d.reason, mode);
 	ew_count(EW_HOOK_TC_EGRESS, verdict, d.reason, skb->len);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+/* ew_ingress_decide parses and judges one packet arriving on an uplink and
+ * returns its verdict. */
+static __always_inline enum ew_verdict ew_ingress_decide(struct ew_cursor *c,
+							 int l3,
+							 struct ew_decision *d)
+{
+	struct ew_icmp_inner inner = {};
+	struct ew_packet pkt = {};
+	int mode;
+
+	d->reason = ew_parse(c, l3, &pkt);
+	if (d->reason == EW_REASON_UNKNOWN && ew_is_icmp_error(&pkt))
+		ew_parse_icmp_inner(c, &pkt, &inner);
+
+	mode = ew_judge_ingress(&pkt, &inner, d);
+	return ew_verdict(d->reason, mode);
 }
 
 SEC("tc")
@@ -135,9 +367,71 @@ int tc_egress_l3(struct __sk_buff *skb)
 	return ew_egress(skb, 1);
 }
 
-/* tc_empty is the benchmark floor: the cheapest program of the same type. */
+/* xdp_uplink lets into an Ethernet uplink only what belongs to allowed
+ * flows, what the link needs, and the VPN peer. */
+SEC("xdp")
+int xdp_uplink(struct xdp_md *ctx)
+{
+	struct ew_decision d = {};
+	enum ew_verdict verdict;
+	struct ew_cursor c;
+
+	c.pos = (void *)(long)ctx->data;
+	c.end = (void *)(long)ctx->data_end;
+	verdict = ew_ingress_decide(&c, 0, &d);
+	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason,
+		 ctx->data_end - ctx->data);
+	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+/* tc_ingress_l3 is xdp_uplink for layer-3 uplinks, where XDP is not an
+ * option. */
+SEC("tc")
+int tc_ingress_l3(struct __sk_buff *skb)
+{
+	struct ew_decision d = {};
+	enum ew_verdict verdict;
+	struct ew_cursor c;
+
+	ew_linearize(skb);
+	c.pos = (void *)(long)skb->data;
+	c.end = (void *)(long)skb->data_end;
+	verdict = ew_ingress_decide(&c, 1, &d);
+	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason, skb->len);
+	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+/* xdp_lan drops, before the stack sees them, packets from OT hosts that the
+ * policy would not let out. */
+SEC("xdp")
+int xdp_lan(struct xdp_md *ctx)
+{
+	struct ew_decision d = {};
+	struct ew_packet pkt = {};
+	enum ew_verdict verdict;
+	struct ew_cursor c;
+	int mode;
+
+	c.pos = (void *)(long)ctx->data;
+	c.end = (void *)(long)ctx->data_end;
+	d.reason = ew_parse(&c, 0, &pkt);
+
+	mode = ew_judge_lan(ctx, &pkt, &d);
+	verdict = ew_verdict(d.reason, mode);
+	ew_count(EW_HOOK_XDP_LAN, verdict, d.reason, ctx->data_end - ctx->data);
+	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+/* tc_empty and xdp_empty are the benchmark floors: the cheapest programs of
+ * their types. */
 SEC("tc")
 int tc_empty(struct __sk_buff *skb)
 {
 	return TC_ACT_UNSPEC;
+}
+
+SEC("xdp")
+int xdp_empty(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }

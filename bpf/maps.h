@@ -66,9 +66,13 @@ struct ew_settings {
 	__u8 v4_nlens;
 	__u8 v6_nlens;
 	__u8 pad;
+	__u8 nservices;
+	__u8 pad2[3];
 	/* Prefix lengths present in the policy, longest first. */
 	__u8 v4_lens[EW_MAX_PREFIX_LENS];
 	__u8 v6_lens[EW_MAX_PREFIX_LENS];
+	/* Ports of the gateway's own services that LAN hosts may reach. */
+	struct ew_port_range services[EW_MAX_RANGES];
 };
 
 /*
@@ -127,6 +131,58 @@ struct {
 	__type(key, __u32);
 	__array(values, struct ew_rules6_inner);
 } ew_rules6 SEC(".maps");
+
+/* Role of an interface, as the daemon classified it. */
+enum ew_role {
+	EW_ROLE_UPLINK = 0,
+	EW_ROLE_VPN = 1,
+	EW_ROLE_LAN = 2,
+	EW_ROLE_IGNORE = 3,
+	EW_ROLE_LOOPBACK = 4,
+};
+
+/* Interface index -> enum ew_role. An index missing here is an uplink. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} ew_ifaces SEC(".maps");
+
+/* A flow seen leaving an uplink: local side first. */
+struct ew_flow_key {
+	__u8 family;
+	__u8 proto;
+	__u16 pad;
+	__u16 sport; /* local port, host order */
+	__u16 dport; /* remote port */
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+enum ew_flow_state {
+	EW_FLOW_NEW = 0,         /* TCP SYN sent, or UDP */
+	EW_FLOW_ESTABLISHED = 1, /* TCP: the remote answered */
+	EW_FLOW_CLOSING = 2,     /* TCP: FIN seen */
+	EW_FLOW_RESET = 3,       /* TCP: RST seen */
+};
+
+struct ew_flow {
+	__u64 expires; /* bpf_ktime_get_boot_ns() */
+	__u8 state;
+	__u8 reason;   /* why egress allowed it */
+	__u16 endpoint;
+	__u32 pad;
+};
+
+/* Flows egress allowed -> their state. Ingress lets their replies in. LRU:
+ * under pressure the least recently used flow goes first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ew_flow_key);
+	__type(value, struct ew_flow);
+} ew_flows SEC(".maps");
 
 /* Packets and bytes of one (hook, verdict, reason) cell. */
 struct ew_counter {

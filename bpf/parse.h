@@ -44,7 +44,8 @@ struct ew_packet {
 	__u8 icmp_type;
 	__u16 sport;
 	__u16 dport;
-	__u16 pad;
+	__u8 tcp_flags;
+	__u8 pad;
 	__u32 frag_id;
 	__u32 saddr[4];
 	__u32 daddr[4];
@@ -123,6 +124,7 @@ static __always_inline int ew_parse_l4(struct ew_cursor *c,
 			return EW_REASON_MALFORMED;
 		pkt->sport = bpf_ntohs(tcp->source);
 		pkt->dport = bpf_ntohs(tcp->dest);
+		pkt->tcp_flags = ((__u8 *)tcp)[13];
 		pkt->has_ports = 1;
 		return EW_REASON_UNKNOWN;
 	}
@@ -257,6 +259,84 @@ static __always_inline int ew_parse_ipv6(struct ew_cursor *c,
 
 	pkt->proto = next;
 	return ew_parse_l4(c, pkt);
+}
+
+/* Transport tuple of the packet an ICMP error quotes: the packet that
+ * left, so local side first. */
+struct ew_icmp_inner {
+	__u8 valid;
+	__u8 family;
+	__u8 proto;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+#define EW_TCP_FIN 0x01
+#define EW_TCP_SYN 0x02
+#define EW_TCP_RST 0x04
+#define EW_TCP_ACK 0x10
+
+/* ew_is_icmp_error tells whether the packet is an ICMP or ICMPv6 error,
+ * which quotes the header of the packet it is about. */
+static __always_inline int ew_is_icmp_error(const struct ew_packet *pkt)
+{
+	if (pkt->later_fragment)
+		return 0;
+	if (pkt->family == 4 && pkt->proto == IPPROTO_ICMP)
+		return pkt->icmp_type == 3 || pkt->icmp_type == 11 ||
+		       pkt->icmp_type == 12;
+	if (pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6)
+		return pkt->icmp_type >= 1 && pkt->icmp_type <= 4;
+	return 0;
+}
+
+/* ew_parse_icmp_inner reads the quoted header of an ICMP error; the cursor
+ * stands after the first four bytes of the ICMP header. Only a quoted TCP
+ * or UDP header right after the IP header is understood (no IPv6
+ * extension headers); anything else leaves inner->valid zero. */
+static __always_inline void ew_parse_icmp_inner(struct ew_cursor *c,
+						const struct ew_packet *pkt,
+						struct ew_icmp_inner *inner)
+{
+	__u16 *ports;
+
+	if (!ew_take(c, 4)) /* rest of the ICMP header */
+		return;
+
+	if (pkt->family == 4) {
+		struct iphdr *ip = ew_take(c, sizeof(*ip));
+		__u32 opts;
+
+		if (!ip || ip->version != 4 || ip->ihl < 5)
+			return;
+		opts = (ip->ihl * 4 - sizeof(*ip)) & 0x3f;
+		if (!ew_take(c, opts))
+			return;
+		inner->proto = ip->protocol;
+		inner->saddr[0] = ip->saddr;
+		inner->daddr[0] = ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = ew_take(c, sizeof(*ip6));
+
+		if (!ip6 || ip6->version != 6)
+			return;
+		inner->proto = ip6->nexthdr;
+		__builtin_memcpy(inner->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(inner->daddr, &ip6->daddr, 16);
+	}
+
+	if (inner->proto != IPPROTO_TCP && inner->proto != IPPROTO_UDP)
+		return;
+	ports = ew_take(c, 4);
+	if (!ports)
+		return;
+	inner->sport = bpf_ntohs(ports[0]);
+	inner->dport = bpf_ntohs(ports[1]);
+	inner->family = pkt->family;
+	inner->valid = 1;
 }
 
 /* ew_parse_ip parses the network header that starts at the cursor; proto is

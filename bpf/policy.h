@@ -19,6 +19,8 @@
 #define EW_ND_ROUTER_SOLICIT 133
 #define EW_ND_NEIGHBOUR_SOLICIT 135
 #define EW_ND_NEIGHBOUR_ADVERT 136
+#define EW_ND_ROUTER_ADVERT 134
+#define EW_MLD_QUERY 130
 
 /* A decision: the reason, and the endpoint that granted it (for explain). */
 struct ew_decision {
@@ -175,6 +177,53 @@ static __always_inline int ew_link_need(const struct ew_packet *pkt)
 	if (pkt->family == 6 && pkt->sport == 546 && pkt->dport == 547)
 		return EW_REASON_DHCP;
 	return EW_REASON_UNKNOWN;
+}
+
+/* ew_link_need_reply allows what an uplink must receive to work: router
+ * and neighbour discovery, multicast listener queries, DHCP replies. */
+static __always_inline int ew_link_need_reply(const struct ew_packet *pkt)
+{
+	if (pkt->later_fragment)
+		return EW_REASON_UNKNOWN;
+
+	if (pkt->proto == IPPROTO_ICMPV6 && pkt->family == 6) {
+		switch (pkt->icmp_type) {
+		case EW_ND_ROUTER_ADVERT:
+		case EW_ND_NEIGHBOUR_SOLICIT:
+		case EW_ND_NEIGHBOUR_ADVERT:
+			return EW_REASON_NDP;
+		case EW_MLD_QUERY:
+			return EW_REASON_MLD;
+		}
+		return EW_REASON_UNKNOWN;
+	}
+
+	if (pkt->proto != IPPROTO_UDP || !pkt->has_ports)
+		return EW_REASON_UNKNOWN;
+	if (pkt->family == 4 && pkt->sport == 67 && pkt->dport == 68)
+		return EW_REASON_DHCP;
+	if (pkt->family == 6 && pkt->sport == 547 && pkt->dport == 546)
+		return EW_REASON_DHCP;
+	return EW_REASON_UNKNOWN;
+}
+
+/* ew_match_service tells whether a packet to the gateway itself is for one
+ * of the services LAN hosts may use. */
+static __always_inline int ew_match_service(const struct ew_settings *s,
+					    const struct ew_packet *pkt)
+{
+	if (!pkt->has_ports)
+		return 0;
+	for (int i = 0; i < EW_MAX_RANGES; i++) {
+		const struct ew_port_range *r = &s->services[i];
+
+		if (i >= s->nservices)
+			break;
+		if (r->proto == pkt->proto && pkt->dport >= r->first &&
+		    pkt->dport <= r->last)
+			return 1;
+	}
+	return 0;
 }
 
 static __always_inline void ew_frag_key_for(struct ew_frag_key *key,

@@ -30,24 +30,34 @@ enum ew_verdict {
  */
 enum ew_reason {
 	EW_REASON_UNKNOWN = 0,
-	EW_REASON_ENDPOINT = 1,
-	EW_REASON_PROXY = 2,
+	EW_REASON_ENDPOINT = 1,       /* destination and port of an endpoint */
+	EW_REASON_PROXY = 2,          /* TCP to the proxy */
 	EW_REASON_ARP = 3,
-	EW_REASON_NDP = 4,
-	EW_REASON_DHCP = 5,
-	EW_REASON_FRAGMENT = 6,
-	EW_REASON_MLD = 7,
-	EW_REASON_LEARNED = 8,
+	EW_REASON_NDP = 4,            /* IPv6 neighbour and router discovery */
+	EW_REASON_DHCP = 5,           /* DHCP or DHCPv6 client, or its replies */
+	EW_REASON_FRAGMENT = 6,       /* later fragment of an allowed datagram */
+	EW_REASON_MLD = 7,            /* multicast listener reports and queries */
+	EW_REASON_LEARNED = 8,        /* address learned by the DNS guard */
+	EW_REASON_FLOW = 9,           /* reply of a flow egress allowed */
+	EW_REASON_ICMP_ERROR = 10,    /* ICMP error about a flow egress allowed */
+	EW_REASON_SERVICE = 11,       /* LAN host to a service of the gateway */
+	EW_REASON_VPN = 12,           /* LAN host to a destination behind the VPN */
+	EW_REASON_FLOW_ADOPTED = 13,  /* mid-stream packet of an allowed tuple */
+	EW_REASON_PEER = 14,          /* UDP from an endpoint's port (VPN peer) */
 
-	EW_REASON_FIRST_DENY = 16,
-	EW_REASON_NO_RULE = 16,
-	EW_REASON_MALFORMED = 17,
-	EW_REASON_FRAGMENT_UNKNOWN = 18,
-	EW_REASON_FRAGMENT_DENIED = 19,
-	EW_REASON_UNSUPPORTED_PROTOCOL = 20,
-	EW_REASON_NO_POLICY = 21,
-	EW_REASON_HEADER_CHAIN_TOO_LONG = 22,
-	EW_REASON_MAX = 32,
+	EW_REASON_FIRST_DENY = 32,
+	EW_REASON_NO_RULE = 32,       /* no endpoint, proxy or learned address */
+	EW_REASON_MALFORMED = 33,     /* truncated or inconsistent header */
+	EW_REASON_FRAGMENT_UNKNOWN = 34,
+	EW_REASON_FRAGMENT_DENIED = 35,
+	EW_REASON_UNSUPPORTED_PROTOCOL = 36,
+	EW_REASON_NO_POLICY = 37,
+	EW_REASON_HEADER_CHAIN_TOO_LONG = 38,
+	EW_REASON_UNSOLICITED = 39,   /* inbound, belongs to no allowed flow */
+	EW_REASON_NO_ROUTE = 40,      /* LAN host to a destination with no route */
+	EW_REASON_NOT_A_SERVICE = 41, /* LAN host to a gateway port not offered */
+	EW_REASON_NOT_ROUTABLE = 42,  /* LAN host to another LAN or ignored port */
+	EW_REASON_MAX = 64,
 };
 
 #endif

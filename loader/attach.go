@@ -23,12 +23,29 @@ const (
 	// ModeClsact is a cls_bpf filter on a clsact qdisc; it lives in the
 	// qdisc, not in a pin.
 	ModeClsact AttachMode = "clsact"
+	// ModeXDPNative is an XDP link in the driver, pinned under links/.
+	ModeXDPNative AttachMode = "xdp-native"
+	// ModeXDPGeneric is an XDP link in the generic (skb) path, for drivers
+	// without native XDP: correct, but without the early-drop savings.
+	ModeXDPGeneric AttachMode = "xdp-generic"
 )
 
-// Our cls_bpf filter: a fixed handle and priority so that a restart
-// replaces it in place instead of adding a second one.
+// Role is what Edgeward does on an interface; it mirrors enum ew_role.
+type Role uint32
+
+// Roles of interfaces.
 const (
-	clsactFilterName   = "edgeward_egress"
+	RoleUplink   Role = 0
+	RoleVPN      Role = 1
+	RoleLAN      Role = 2
+	RoleIgnore   Role = 3
+	RoleLoopback Role = 4
+)
+
+// Our cls_bpf filters: a fixed handle and priority so that a restart
+// replaces them in place instead of adding a second one.
+const (
+	clsactFilterPrefix = "edgeward_"
 	clsactFilterHandle = 0xe3d0
 	clsactFilterPrio   = 1
 )
@@ -42,110 +59,203 @@ type Interface struct {
 	L3 bool
 }
 
-// attachment is the program on one interface's egress.
-type attachment struct {
-	mode AttachMode
-	link link.Link // tcx only
+// Attached is one of our programs on one interface.
+type Attached struct {
+	Hook Hook
+	Mode AttachMode
 }
 
-func (a *attachment) close() {
-	if a.link != nil {
-		a.link.Close()
-	}
+// direction of a tc attachment.
+type direction int
+
+const (
+	egress direction = iota
+	ingress
+)
+
+// hookPlan is one program to put on an interface, and where.
+type hookPlan struct {
+	hook Hook
+	prog *ebpf.Program
+	xdp  bool
+	dir  direction // tc only
 }
 
-// Attach enforces the policy on the egress of iface. It prefers tcx and falls
-// back to clsact where tcx is missing. An existing attachment of ours, pinned
-// by an earlier run, is updated in place: there is no moment without a
-// program and never a second attachment.
-func (l *Loader) Attach(iface Interface) (AttachMode, error) {
-	prog := l.objs.TCEgressEth
-	if iface.L3 {
-		prog = l.objs.TCEgressL3
-	}
-
-	if !l.opts.ForceClsact {
-		a, err := l.attachTCX(iface, prog)
-		if err == nil {
-			l.replace(iface.Index, a)
-			return ModeTCX, nil
+// plan returns the hooks an interface of role needs. LAN interfaces
+// without an Ethernet header get none: xdp_lan expects Ethernet frames.
+func (l *Loader) plan(iface Interface, role Role) ([]hookPlan, error) {
+	switch role {
+	case RoleUplink:
+		if iface.L3 {
+			return []hookPlan{
+				{hook: HookTCEgress, prog: l.objs.TCEgressL3, dir: egress},
+				{hook: HookUplinkIngress, prog: l.objs.TCIngressL3, dir: ingress},
+			}, nil
 		}
-		if !errors.Is(err, ebpf.ErrNotSupported) {
-			return "", fmt.Errorf("attach tcx to %s: %w", iface.Name, err)
+		return []hookPlan{
+			{hook: HookTCEgress, prog: l.objs.TCEgressEth, dir: egress},
+			{hook: HookUplinkIngress, prog: l.objs.XDPUplink, xdp: true},
+		}, nil
+	case RoleLAN:
+		if iface.L3 {
+			return nil, fmt.Errorf("LAN interface %s has no Ethernet header: not supported", iface.Name)
 		}
+		return []hookPlan{{hook: HookXDPLAN, prog: l.objs.XDPLAN, xdp: true}}, nil
 	}
-
-	if err := attachClsact(iface, prog); err != nil {
-		return "", fmt.Errorf("attach clsact to %s: %w", iface.Name, err)
-	}
-	l.replace(iface.Index, &attachment{mode: ModeClsact})
-	return ModeClsact, nil
-}
-
-func (l *Loader) replace(ifindex int, a *attachment) {
-	if old := l.links[ifindex]; old != nil {
-		old.close()
-	}
-	l.links[ifindex] = a
-}
-
-// linkPin is where the tcx link of an interface is pinned.
-func (l *Loader) linkPin(ifindex int) string {
-	return filepath.Join(l.pins.links, "tcx_egress_"+strconv.Itoa(ifindex))
-}
-
-// attachTCX updates the pinned link of iface if there is one for this very
-// interface, or creates and pins a new one.
-func (l *Loader) attachTCX(iface Interface, prog *ebpf.Program) (*attachment, error) {
-	pin := l.linkPin(iface.Index)
-	if lk, err := adoptTCX(pin, iface.Index); err != nil {
-		return nil, err
-	} else if lk != nil {
-		if err := lk.Update(prog); err != nil {
-			lk.Close()
-			return nil, fmt.Errorf("update pinned link: %w", err)
-		}
-		return &attachment{mode: ModeTCX, link: lk}, nil
-	}
-
-	lk, err := link.AttachTCX(link.TCXOptions{
-		Interface: iface.Index,
-		Program:   prog,
-		Attach:    ebpf.AttachTCXEgress,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := lk.Pin(pin); err != nil {
-		lk.Close()
-		return nil, fmt.Errorf("pin link: %w", err)
-	}
-	return &attachment{mode: ModeTCX, link: lk}, nil
-}
-
-// adoptTCX opens the link pinned at pin if it still belongs to ifindex. A
-// pin left by an interface that is gone (its index maybe reused) is removed.
-func adoptTCX(pin string, ifindex int) (link.Link, error) {
-	lk, err := link.LoadPinnedLink(pin, nil)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load pinned link %s: %w", pin, err)
-	}
-
-	info, err := lk.Info()
-	if err == nil && info.TCX() != nil && int(info.TCX().Ifindex) == ifindex {
-		return lk, nil
-	}
-	lk.Unpin()
-	lk.Close()
 	return nil, nil
 }
 
+// Attach puts on iface the programs its role needs and removes any other
+// program of ours from it (left by a configuration that gave it another
+// role). It tells the data plane the interface's role first, so a LAN
+// host's packet routed to it is judged right from the start.
+//
+// tc programs use tcx where the kernel has it and clsact otherwise; XDP
+// programs run in the driver where it can, in generic mode otherwise. An
+// attachment pinned by an earlier run is updated in place: there is no
+// moment without a program and never a second attachment. On error, what
+// was attached stays attached.
+func (l *Loader) Attach(iface Interface, role Role) ([]Attached, error) {
+	if err := l.objs.Ifaces.Put(uint32(iface.Index), uint32(role)); err != nil {
+		return nil, fmt.Errorf("record role of %s: %w", iface.Name, err)
+	}
+	plans, err := l.plan(iface, role)
+	if err != nil {
+		return nil, err
+	}
+
+	var out []Attached
+	keep := map[Hook]bool{}
+	for _, p := range plans {
+		mode, err := l.attachOne(iface, p)
+		if err != nil {
+			return out, fmt.Errorf("attach %s to %s: %w", p.hook, iface.Name, err)
+		}
+		keep[p.hook] = true
+		out = append(out, Attached{Hook: p.hook, Mode: mode})
+	}
+	return out, l.detachExcept(iface.Index, keep)
+}
+
+func (l *Loader) attachOne(iface Interface, p hookPlan) (AttachMode, error) {
+	if p.xdp {
+		return l.attachXDP(iface, p)
+	}
+	if !l.opts.ForceClsact {
+		err := l.attachTCX(iface, p)
+		if err == nil {
+			return ModeTCX, nil
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return "", err
+		}
+	}
+	if err := attachClsact(iface, p); err != nil {
+		return "", err
+	}
+	return ModeClsact, nil
+}
+
+// linkPin is where the link of a hook on an interface is pinned.
+func (l *Loader) linkPin(ifindex int, hook Hook) string {
+	return filepath.Join(l.pins.links, strconv.Itoa(ifindex)+"_"+hook.String())
+}
+
+// attachTCX updates the pinned link of the hook if there is one for this
+// very interface, or creates and pins a new one.
+func (l *Loader) attachTCX(iface Interface, p hookPlan) error {
+	pin := l.linkPin(iface.Index, p.hook)
+	if adopted, err := adoptLink(pin, iface.Index, p.prog); adopted || err != nil {
+		return err
+	}
+
+	attach := ebpf.AttachTCXEgress
+	if p.dir == ingress {
+		attach = ebpf.AttachTCXIngress
+	}
+	lk, err := link.AttachTCX(link.TCXOptions{Interface: iface.Index, Program: p.prog, Attach: attach})
+	if err != nil {
+		return err
+	}
+	return pinAndClose(lk, pin)
+}
+
+// attachXDP is attachTCX for XDP: driver mode first, generic mode when the
+// driver has no XDP.
+func (l *Loader) attachXDP(iface Interface, p hookPlan) (AttachMode, error) {
+	pin := l.linkPin(iface.Index, p.hook)
+	adopted, err := adoptLink(pin, iface.Index, p.prog)
+	if err != nil {
+		return "", err
+	}
+	if adopted {
+		return l.xdpModes[iface.Index], nil
+	}
+
+	mode := ModeXDPNative
+	lk, err := link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: iface.Index, Flags: link.XDPDriverMode})
+	if err != nil {
+		mode = ModeXDPGeneric
+		lk, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: iface.Index, Flags: link.XDPGenericMode})
+	}
+	if err != nil {
+		return "", err
+	}
+	l.xdpModes[iface.Index] = mode
+	return mode, pinAndClose(lk, pin)
+}
+
+func pinAndClose(lk link.Link, pin string) error {
+	defer lk.Close()
+	if err := lk.Pin(pin); err != nil {
+		lk.Close()
+		return fmt.Errorf("pin link: %w", err)
+	}
+	return nil
+}
+
+// adoptLink updates the link pinned at pin to prog if it still belongs to
+// ifindex. A pin left by an interface that is gone (its index maybe
+// reused) is removed and adopted is false.
+func adoptLink(pin string, ifindex int, prog *ebpf.Program) (adopted bool, err error) {
+	lk, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("load pinned link %s: %w", pin, err)
+	}
+	defer lk.Close()
+
+	if linkIfindex(lk) != ifindex {
+		lk.Unpin()
+		return false, nil
+	}
+	if err := lk.Update(prog); err != nil {
+		return false, fmt.Errorf("update pinned link %s: %w", pin, err)
+	}
+	return true, nil
+}
+
+// linkIfindex is the interface a tcx or XDP link is attached to, 0 when it
+// is detached (its interface went away).
+func linkIfindex(lk link.Link) int {
+	info, err := lk.Info()
+	if err != nil {
+		return 0
+	}
+	if tcx := info.TCX(); tcx != nil {
+		return int(tcx.Ifindex)
+	}
+	if xdp := info.XDP(); xdp != nil {
+		return int(xdp.Ifindex)
+	}
+	return 0
+}
+
 // attachClsact adds a clsact qdisc if there is none and puts our filter on
-// its egress side, replacing our earlier filter atomically.
-func attachClsact(iface Interface, prog *ebpf.Program) error {
+// the hook's side of it, replacing our earlier filter atomically.
+func attachClsact(iface Interface, p hookPlan) error {
 	qdisc := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: iface.Index,
 		Handle:    netlink.MakeHandle(0xffff, 0),
@@ -156,9 +266,9 @@ func attachClsact(iface Interface, prog *ebpf.Program) error {
 	}
 
 	filter := &netlink.BpfFilter{
-		FilterAttrs:  clsactFilterAttrs(iface.Index),
-		Fd:           prog.FD(),
-		Name:         clsactFilterName,
+		FilterAttrs:  clsactFilterAttrs(iface.Index, p.dir),
+		Fd:           p.prog.FD(),
+		Name:         clsactFilterPrefix + p.hook.String(),
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
@@ -167,75 +277,134 @@ func attachClsact(iface Interface, prog *ebpf.Program) error {
 	return nil
 }
 
-func clsactFilterAttrs(ifindex int) netlink.FilterAttrs {
+func clsactParent(dir direction) uint32 {
+	if dir == ingress {
+		return netlink.HANDLE_MIN_INGRESS
+	}
+	return netlink.HANDLE_MIN_EGRESS
+}
+
+func clsactFilterAttrs(ifindex int, dir direction) netlink.FilterAttrs {
 	return netlink.FilterAttrs{
 		LinkIndex: ifindex,
-		Parent:    netlink.HANDLE_MIN_EGRESS,
+		Parent:    clsactParent(dir),
 		Handle:    netlink.MakeHandle(0, clsactFilterHandle),
 		Protocol:  unix.ETH_P_ALL,
 		Priority:  clsactFilterPrio,
 	}
 }
 
-// Detach removes our program from the egress of the interface with index
-// ifindex. The interface may already be gone.
+// Detach removes every program of ours from the interface with index
+// ifindex and forgets its role. The interface may already be gone.
 func (l *Loader) Detach(ifindex int) error {
-	a := l.links[ifindex]
-	delete(l.links, ifindex)
-	if a != nil {
-		a.close()
+	err := l.detachExcept(ifindex, nil)
+	if derr := l.objs.Ifaces.Delete(uint32(ifindex)); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
+		err = errors.Join(err, fmt.Errorf("forget role of interface %d: %w", ifindex, derr))
 	}
-
-	pin := l.linkPin(ifindex)
-	if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove link pin: %w", err)
-	}
-	return removeClsactFilter(ifindex)
+	delete(l.xdpModes, ifindex)
+	return err
 }
 
-// removeClsactFilter deletes our cls_bpf filter from an interface, and the
-// clsact qdisc when nothing else uses it.
-func removeClsactFilter(ifindex int) error {
+// detachExcept removes our programs from an interface but those of the
+// hooks in keep.
+func (l *Loader) detachExcept(ifindex int, keep map[Hook]bool) error {
+	var errs []error
+	for _, hook := range []Hook{HookTCEgress, HookUplinkIngress, HookXDPLAN} {
+		if keep[hook] {
+			continue
+		}
+		if err := detachPinned(l.linkPin(ifindex, hook)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, dir := range []direction{egress, ingress} {
+		if err := removeClsactFilters(ifindex, dir, keep); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// detachPinned detaches and unpins the link pinned at pin, if any.
+// Detaching, not only unpinning, matters: a daemon still running would
+// otherwise keep the link alive through its file descriptor.
+func detachPinned(pin string) error {
+	lk, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open link pin %s: %w", pin, err)
+	}
+	defer lk.Close()
+
+	if err := lk.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOLINK) {
+		return fmt.Errorf("detach %s: %w", pin, err)
+	}
+	return lk.Unpin()
+}
+
+// removeClsactFilters deletes our cls_bpf filters on one side of an
+// interface (but those of hooks in keep), and the clsact qdisc when it is
+// left empty.
+func removeClsactFilters(ifindex int, dir direction, keep map[Hook]bool) error {
 	lk, err := netlink.LinkByIndex(ifindex)
 	if err != nil {
-		return nil // the interface is gone, and the filter with it
+		return nil // the interface is gone, and its filters with it
 	}
-
-	filters, err := netlink.FilterList(lk, netlink.HANDLE_MIN_EGRESS)
+	filters, err := netlink.FilterList(lk, clsactParent(dir))
 	if err != nil {
 		return nil // no clsact qdisc
 	}
-	remaining := 0
+
 	for _, f := range filters {
 		bf, ok := f.(*netlink.BpfFilter)
-		if !ok || !strings.HasPrefix(bf.Name, clsactFilterName) {
-			remaining++
+		if !ok || !strings.HasPrefix(bf.Name, clsactFilterPrefix) || keep[hookOfFilter(bf.Name)] {
 			continue
 		}
 		if err := netlink.FilterDel(bf); err != nil {
 			return fmt.Errorf("remove filter from %s: %w", lk.Attrs().Name, err)
 		}
 	}
-	if remaining > 0 {
-		return nil
-	}
 	return deleteEmptyClsact(lk)
 }
 
-// deleteEmptyClsact removes the clsact qdisc if its ingress side is empty as
-// well.
+func hookOfFilter(name string) Hook {
+	switch strings.TrimPrefix(name, clsactFilterPrefix) {
+	case HookUplinkIngress.String():
+		return HookUplinkIngress
+	case HookXDPLAN.String():
+		return HookXDPLAN
+	}
+	return HookTCEgress
+}
+
+// deleteEmptyClsact removes the clsact qdisc when neither side has a
+// filter left.
 func deleteEmptyClsact(lk netlink.Link) error {
-	ingress, err := netlink.FilterList(lk, netlink.HANDLE_MIN_INGRESS)
-	if err != nil || len(ingress) > 0 {
-		return nil
+	for _, dir := range []direction{egress, ingress} {
+		filters, err := netlink.FilterList(lk, clsactParent(dir))
+		if err != nil || len(filters) > 0 {
+			return nil
+		}
 	}
 	qdisc := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: lk.Attrs().Index,
 		Handle:    netlink.MakeHandle(0xffff, 0),
 		Parent:    netlink.HANDLE_CLSACT,
 	}}
-	if err := netlink.QdiscDel(qdisc); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := netlink.QdiscDel(qdisc); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("remove clsact qdisc from %s: %w", lk.Attrs().Name, err)
+	}
+	return nil
+}
+
+// SetRole records an interface's role for the data plane without touching
+// the interface: the LAN hook asks it where a routed packet would leave.
+// Use it for ignored interfaces and loopback; Attach records it itself.
+func (l *Loader) SetRole(ifindex int, role Role) error {
+	if err := l.objs.Ifaces.Put(uint32(ifindex), uint32(role)); err != nil {
+		return fmt.Errorf("record role of interface %d: %w", ifindex, err)
 	}
 	return nil
 }

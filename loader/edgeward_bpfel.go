@@ -19,6 +19,26 @@ type edgewardEwCounter struct {
 	Bytes   uint64
 }
 
+type edgewardEwFlow struct {
+	_        structs.HostLayout
+	Expires  uint64
+	State    uint8
+	Reason   uint8
+	Endpoint uint16
+	Pad      uint32
+}
+
+type edgewardEwFlowKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Proto  uint8
+	Pad    uint16
+	Sport  uint16
+	Dport  uint16
+	Saddr  [4]uint32
+	Daddr  [4]uint32
+}
+
 type edgewardEwFragKey struct {
 	_      structs.HostLayout
 	Family uint8
@@ -66,15 +86,25 @@ const (
 	edgewardEwReasonEW_REASON_FRAGMENT              edgewardEwReason = 6
 	edgewardEwReasonEW_REASON_MLD                   edgewardEwReason = 7
 	edgewardEwReasonEW_REASON_LEARNED               edgewardEwReason = 8
-	edgewardEwReasonEW_REASON_FIRST_DENY            edgewardEwReason = 16
-	edgewardEwReasonEW_REASON_NO_RULE               edgewardEwReason = 16
-	edgewardEwReasonEW_REASON_MALFORMED             edgewardEwReason = 17
-	edgewardEwReasonEW_REASON_FRAGMENT_UNKNOWN      edgewardEwReason = 18
-	edgewardEwReasonEW_REASON_FRAGMENT_DENIED       edgewardEwReason = 19
-	edgewardEwReasonEW_REASON_UNSUPPORTED_PROTOCOL  edgewardEwReason = 20
-	edgewardEwReasonEW_REASON_NO_POLICY             edgewardEwReason = 21
-	edgewardEwReasonEW_REASON_HEADER_CHAIN_TOO_LONG edgewardEwReason = 22
-	edgewardEwReasonEW_REASON_MAX                   edgewardEwReason = 32
+	edgewardEwReasonEW_REASON_FLOW                  edgewardEwReason = 9
+	edgewardEwReasonEW_REASON_ICMP_ERROR            edgewardEwReason = 10
+	edgewardEwReasonEW_REASON_SERVICE               edgewardEwReason = 11
+	edgewardEwReasonEW_REASON_VPN                   edgewardEwReason = 12
+	edgewardEwReasonEW_REASON_FLOW_ADOPTED          edgewardEwReason = 13
+	edgewardEwReasonEW_REASON_PEER                  edgewardEwReason = 14
+	edgewardEwReasonEW_REASON_FIRST_DENY            edgewardEwReason = 32
+	edgewardEwReasonEW_REASON_NO_RULE               edgewardEwReason = 32
+	edgewardEwReasonEW_REASON_MALFORMED             edgewardEwReason = 33
+	edgewardEwReasonEW_REASON_FRAGMENT_UNKNOWN      edgewardEwReason = 34
+	edgewardEwReasonEW_REASON_FRAGMENT_DENIED       edgewardEwReason = 35
+	edgewardEwReasonEW_REASON_UNSUPPORTED_PROTOCOL  edgewardEwReason = 36
+	edgewardEwReasonEW_REASON_NO_POLICY             edgewardEwReason = 37
+	edgewardEwReasonEW_REASON_HEADER_CHAIN_TOO_LONG edgewardEwReason = 38
+	edgewardEwReasonEW_REASON_UNSOLICITED           edgewardEwReason = 39
+	edgewardEwReasonEW_REASON_NO_ROUTE              edgewardEwReason = 40
+	edgewardEwReasonEW_REASON_NOT_A_SERVICE         edgewardEwReason = 41
+	edgewardEwReasonEW_REASON_NOT_ROUTABLE          edgewardEwReason = 42
+	edgewardEwReasonEW_REASON_MAX                   edgewardEwReason = 64
 )
 
 type edgewardEwRule struct {
@@ -104,8 +134,11 @@ type edgewardEwSettings struct {
 	V4Nlens    uint8
 	V6Nlens    uint8
 	Pad        uint8
+	Nservices  uint8
+	Pad2       [3]uint8
 	V4Lens     [40]uint8
 	V6Lens     [40]uint8
+	Services   [16]edgewardEwPortRange
 }
 
 type edgewardEwVerdict uint32
@@ -123,13 +156,19 @@ const (
 const (
 	edgewardMapEwActive         = "ew_active"
 	edgewardMapEwCounters       = "ew_counters"
+	edgewardMapEwFlows          = "ew_flows"
 	edgewardMapEwFrags          = "ew_frags"
+	edgewardMapEwIfaces         = "ew_ifaces"
 	edgewardMapEwPolicySettings = "ew_policy_settings"
 	edgewardMapEwRules4         = "ew_rules4"
 	edgewardMapEwRules6         = "ew_rules6"
 	edgewardProgTcEgressEth     = "tc_egress_eth"
 	edgewardProgTcEgressL3      = "tc_egress_l3"
 	edgewardProgTcEmpty         = "tc_empty"
+	edgewardProgTcIngressL3     = "tc_ingress_l3"
+	edgewardProgXdpEmpty        = "xdp_empty"
+	edgewardProgXdpLan          = "xdp_lan"
+	edgewardProgXdpUplink       = "xdp_uplink"
 )
 
 // loadEdgeward returns the embedded CollectionSpec for edgeward.
@@ -177,6 +216,10 @@ type edgewardProgramSpecs struct {
 	TcEgressEth *ebpf.ProgramSpec `ebpf:"tc_egress_eth"`
 	TcEgressL3  *ebpf.ProgramSpec `ebpf:"tc_egress_l3"`
 	TcEmpty     *ebpf.ProgramSpec `ebpf:"tc_empty"`
+	TcIngressL3 *ebpf.ProgramSpec `ebpf:"tc_ingress_l3"`
+	XdpEmpty    *ebpf.ProgramSpec `ebpf:"xdp_empty"`
+	XdpLan      *ebpf.ProgramSpec `ebpf:"xdp_lan"`
+	XdpUplink   *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
 }
 
 // edgewardMapSpecs contains maps before they are loaded into the kernel.
@@ -185,7 +228,9 @@ type edgewardProgramSpecs struct {
 type edgewardMapSpecs struct {
 	EwActive         *ebpf.MapSpec `ebpf:"ew_active"`
 	EwCounters       *ebpf.MapSpec `ebpf:"ew_counters"`
+	EwFlows          *ebpf.MapSpec `ebpf:"ew_flows"`
 	EwFrags          *ebpf.MapSpec `ebpf:"ew_frags"`
+	EwIfaces         *ebpf.MapSpec `ebpf:"ew_ifaces"`
 	EwPolicySettings *ebpf.MapSpec `ebpf:"ew_policy_settings"`
 	EwRules4         *ebpf.MapSpec `ebpf:"ew_rules4"`
 	EwRules6         *ebpf.MapSpec `ebpf:"ew_rules6"`
@@ -219,7 +264,9 @@ func (o *edgewardObjects) Close() error {
 type edgewardMaps struct {
 	EwActive         *ebpf.Map `ebpf:"ew_active"`
 	EwCounters       *ebpf.Map `ebpf:"ew_counters"`
+	EwFlows          *ebpf.Map `ebpf:"ew_flows"`
 	EwFrags          *ebpf.Map `ebpf:"ew_frags"`
+	EwIfaces         *ebpf.Map `ebpf:"ew_ifaces"`
 	EwPolicySettings *ebpf.Map `ebpf:"ew_policy_settings"`
 	EwRules4         *ebpf.Map `ebpf:"ew_rules4"`
 	EwRules6         *ebpf.Map `ebpf:"ew_rules6"`
@@ -229,7 +276,9 @@ func (m *edgewardMaps) Close() error {
 	return _EdgewardClose(
 		m.EwActive,
 		m.EwCounters,
+		m.EwFlows,
 		m.EwFrags,
+		m.EwIfaces,
 		m.EwPolicySettings,
 		m.EwRules4,
 		m.EwRules6,
@@ -249,6 +298,10 @@ type edgewardPrograms struct {
 	TcEgressEth *ebpf.Program `ebpf:"tc_egress_eth"`
 	TcEgressL3  *ebpf.Program `ebpf:"tc_egress_l3"`
 	TcEmpty     *ebpf.Program `ebpf:"tc_empty"`
+	TcIngressL3 *ebpf.Program `ebpf:"tc_ingress_l3"`
+	XdpEmpty    *ebpf.Program `ebpf:"xdp_empty"`
+	XdpLan      *ebpf.Program `ebpf:"xdp_lan"`
+	XdpUplink   *ebpf.Program `ebpf:"xdp_uplink"`
 }
 
 func (p *edgewardPrograms) Close() error {
@@ -256,6 +309,10 @@ func (p *edgewardPrograms) Close() error {
 		p.TcEgressEth,
 		p.TcEgressL3,
 		p.TcEmpty,
+		p.TcIngressL3,
+		p.XdpEmpty,
+		p.XdpLan,
+		p.XdpUplink,
 	)
 }
 

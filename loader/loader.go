@@ -28,8 +28,11 @@ type Loader struct {
 	spec  *ebpf.CollectionSpec
 	objs  objects
 	pins  pinLayout
-	links map[int]*attachment
 	floor *ebpf.Program // loaded by Benchmark only
+
+	// xdpModes remembers native or generic per interface, for links this
+	// Loader made; an adopted link reports what it was attached with.
+	xdpModes map[int]AttachMode
 }
 
 // objects are the programs and maps the daemon uses; tc_empty, the
@@ -37,7 +40,12 @@ type Loader struct {
 type objects struct {
 	TCEgressEth *ebpf.Program `ebpf:"tc_egress_eth"`
 	TCEgressL3  *ebpf.Program `ebpf:"tc_egress_l3"`
+	TCIngressL3 *ebpf.Program `ebpf:"tc_ingress_l3"`
+	XDPUplink   *ebpf.Program `ebpf:"xdp_uplink"`
+	XDPLAN      *ebpf.Program `ebpf:"xdp_lan"`
 	Counters    *ebpf.Map     `ebpf:"ew_counters"`
+	Ifaces      *ebpf.Map     `ebpf:"ew_ifaces"`
+	Flows       *ebpf.Map     `ebpf:"ew_flows"`
 	Frags       *ebpf.Map     `ebpf:"ew_frags"`
 	Active      *ebpf.Map     `ebpf:"ew_active"`
 	Settings    *ebpf.Map     `ebpf:"ew_policy_settings"`
@@ -47,7 +55,8 @@ type objects struct {
 
 func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
-		o.TCEgressEth, o.TCEgressL3, o.Counters, o.Frags,
+		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN,
+		o.Counters, o.Ifaces, o.Flows, o.Frags,
 		o.Active, o.Settings, o.Rules4, o.Rules6,
 	} {
 		if c != nil {
@@ -58,7 +67,8 @@ func (o *objects) close() {
 
 // pinnedMaps are the maps that survive the daemon, by name.
 var pinnedMaps = []string{
-	"ew_counters", "ew_frags", "ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
+	"ew_counters", "ew_frags", "ew_flows", "ew_ifaces",
+	"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
 }
 
 // pinLayout names the places under the pin directory.
@@ -93,7 +103,7 @@ func Open(opts Options) (*Loader, error) {
 		spec.Maps[name].Pinning = ebpf.PinByName
 	}
 
-	l := &Loader{opts: opts, spec: spec, pins: pins, links: map[int]*attachment{}}
+	l := &Loader{opts: opts, spec: spec, pins: pins, xdpModes: map[int]AttachMode{}}
 	err = spec.LoadAndAssign(&l.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: pins.maps},
 	})
@@ -135,6 +145,9 @@ func (l *Loader) pinPrograms() error {
 	for name, prog := range map[string]*ebpf.Program{
 		"tc_egress_eth": l.objs.TCEgressEth,
 		"tc_egress_l3":  l.objs.TCEgressL3,
+		"tc_ingress_l3": l.objs.TCIngressL3,
+		"xdp_uplink":    l.objs.XDPUplink,
+		"xdp_lan":       l.objs.XDPLAN,
 	} {
 		path := filepath.Join(l.pins.progs, name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -150,9 +163,6 @@ func (l *Loader) pinPrograms() error {
 // Close releases the loader's file descriptors. Pinned maps, programs and
 // links stay and keep enforcing the last policy.
 func (l *Loader) Close() error {
-	for _, a := range l.links {
-		a.close()
-	}
 	if l.floor != nil {
 		l.floor.Close()
 	}

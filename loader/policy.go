@@ -14,12 +14,13 @@ import (
 // Limits of one policy, from bpf/maps.h.
 const (
 	// MaxRules is the most entries a policy may have per address family.
-	MaxRules      = 262144
-	MaxPortRanges = 16
-	MaxPrefixLens = 40
-	proxyEndpoint = 0xffff
-	familyIPv4    = 4
-	familyIPv6    = 6
+	MaxRules        = 262144
+	MaxPortRanges   = 16
+	MaxPrefixLens   = 40
+	proxyEndpoint   = 0xffff
+	serviceEndpoint = 0xfffe
+	familyIPv4      = 4
+	familyIPv6      = 6
 )
 
 // ErrPolicyTooLarge is returned when a policy does not fit the data plane's
@@ -76,6 +77,13 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	p.settings.V4Nlens = uint8(copy(p.settings.V4Lens[:], lens[familyIPv4]))
 	p.settings.V6Nlens = uint8(copy(p.settings.V6Lens[:], lens[familyIPv6]))
 
+	services := dedupGrants(serviceGrants(cfg))
+	if len(services) > MaxPortRanges {
+		return nil, fmt.Errorf("%w: the gateway offers LAN hosts %d port ranges (DNS, spool, lan_services), at most %d",
+			ErrPolicyTooLarge, len(services), MaxPortRanges)
+	}
+	p.settings.Nservices = uint8(copy(p.settings.Services[:], services))
+
 	for _, prefix := range sortedPrefixes(grants) {
 		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
 		if err != nil {
@@ -121,6 +129,25 @@ func collectGrants(cfg *config.Config) map[netip.Prefix][]grant {
 		})
 	}
 	return grants
+}
+
+// serviceGrants lists the gateway's own services that LAN hosts may reach:
+// the DNS guard (UDP and TCP), the spool API (TCP) and lan_services.
+func serviceGrants(cfg *config.Config) []grant {
+	var out []grant
+	port := func(proto config.Proto, p uint16) grant {
+		return grant{Proto: uint8(proto), First: p, Last: p, Endpoint: serviceEndpoint}
+	}
+	for _, ap := range cfg.DNS.Listen {
+		out = append(out, port(config.ProtoUDP, ap.Port()), port(config.ProtoTCP, ap.Port()))
+	}
+	for _, ap := range cfg.Spool.Listen {
+		out = append(out, port(config.ProtoTCP, ap.Port()))
+	}
+	for _, pr := range cfg.Interfaces.LANServices {
+		out = append(out, grant{Proto: uint8(pr.Proto), First: pr.First, Last: pr.Last, Endpoint: serviceEndpoint})
+	}
+	return out
 }
 
 // prefixLengths returns the distinct prefix lengths per family, longest

@@ -20,7 +20,9 @@ type Reason uint32
 // The values Go code refers to by name. Their numbers come from the
 // generated bindings of bpf/reasons.h, never from a second list.
 const (
-	HookTCEgress = Hook(edgewardEwHookEW_HOOK_TC_EGRESS)
+	HookTCEgress      = Hook(edgewardEwHookEW_HOOK_TC_EGRESS)
+	HookXDPLAN        = Hook(edgewardEwHookEW_HOOK_XDP_LAN)
+	HookUplinkIngress = Hook(edgewardEwHookEW_HOOK_UPLINK_INGRESS)
 
 	VerdictPass  = Verdict(edgewardEwVerdictEW_VERDICT_PASS)
 	VerdictDrop  = Verdict(edgewardEwVerdictEW_VERDICT_DROP)

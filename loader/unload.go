@@ -16,23 +16,29 @@ import (
 type Attachment struct {
 	Ifindex int
 	Name    string
+	Hook    Hook
 	Mode    AttachMode
 }
 
 // Attachments lists where our programs are attached in the current network
-// namespace: tcx links pinned under pinPath and our clsact filters.
+// namespace: the links pinned under pinPath and our clsact filters.
 func Attachments(pinPath string) ([]Attachment, error) {
-	out, err := pinnedTCX(newPinLayout(pinPath))
+	out, err := pinnedLinks(newPinLayout(pinPath))
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, clsactFilters()...)
-	sort.Slice(out, func(i, j int) bool { return out[i].Ifindex < out[j].Ifindex })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Ifindex != out[j].Ifindex {
+			return out[i].Ifindex < out[j].Ifindex
+		}
+		return out[i].Hook < out[j].Hook
+	})
 	return out, nil
 }
 
-// pinnedTCX lists the live tcx links pinned under the layout.
-func pinnedTCX(p pinLayout) ([]Attachment, error) {
+// pinnedLinks lists the live links pinned under the layout.
+func pinnedLinks(p pinLayout) ([]Attachment, error) {
 	entries, err := os.ReadDir(p.links)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -43,22 +49,61 @@ func pinnedTCX(p pinLayout) ([]Attachment, error) {
 
 	var out []Attachment
 	for _, e := range entries {
-		lk, err := link.LoadPinnedLink(filepath.Join(p.links, e.Name()), nil)
-		if err != nil {
-			continue
+		if a, ok := pinnedLink(filepath.Join(p.links, e.Name())); ok {
+			out = append(out, a)
 		}
-		info, err := lk.Info()
-		lk.Close()
-		if err != nil || info.TCX() == nil || info.TCX().Ifindex == 0 {
-			continue
-		}
-		idx := int(info.TCX().Ifindex)
-		out = append(out, Attachment{Ifindex: idx, Name: ifaceName(idx), Mode: ModeTCX})
 	}
 	return out, nil
 }
 
-// clsactFilters lists the interfaces that carry our cls_bpf filter.
+// pinnedLink describes the link pinned at path, if it is still attached.
+func pinnedLink(path string) (Attachment, bool) {
+	lk, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return Attachment{}, false
+	}
+	defer lk.Close()
+
+	idx := linkIfindex(lk)
+	if idx == 0 {
+		return Attachment{}, false
+	}
+	a := Attachment{Ifindex: idx, Name: ifaceName(idx), Hook: hookOfPin(filepath.Base(path)), Mode: ModeTCX}
+	if info, err := lk.Info(); err == nil && info.XDP() != nil {
+		a.Mode = xdpMode(idx)
+	}
+	return a, true
+}
+
+// hookOfPin reads the hook from a pin name "<ifindex>_<hook>".
+func hookOfPin(name string) Hook {
+	_, hook, _ := strings.Cut(name, "_")
+	for _, h := range []Hook{HookTCEgress, HookXDPLAN, HookUplinkIngress} {
+		if h.String() == hook {
+			return h
+		}
+	}
+	return HookTCEgress
+}
+
+// xdpAttachedSKB is XDP_ATTACHED_SKB of linux/if_link.h: an XDP program
+// in generic mode.
+const xdpAttachedSKB = 2
+
+// xdpMode asks the kernel whether the XDP program of an interface runs in
+// the driver or in generic mode.
+func xdpMode(ifindex int) AttachMode {
+	lk, err := netlink.LinkByIndex(ifindex)
+	if err != nil || lk.Attrs().Xdp == nil {
+		return ModeXDPNative
+	}
+	if lk.Attrs().Xdp.AttachMode == xdpAttachedSKB {
+		return ModeXDPGeneric
+	}
+	return ModeXDPNative
+}
+
+// clsactFilters lists our cls_bpf filters on every interface.
 func clsactFilters() []Attachment {
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -67,13 +112,20 @@ func clsactFilters() []Attachment {
 
 	var out []Attachment
 	for _, lk := range links {
-		filters, err := netlink.FilterList(lk, netlink.HANDLE_MIN_EGRESS)
-		if err != nil {
-			continue
-		}
-		for _, f := range filters {
-			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, clsactFilterName) {
-				out = append(out, Attachment{Ifindex: lk.Attrs().Index, Name: lk.Attrs().Name, Mode: ModeClsact})
+		for _, dir := range []direction{egress, ingress} {
+			filters, err := netlink.FilterList(lk, clsactParent(dir))
+			if err != nil {
+				continue
+			}
+			for _, f := range filters {
+				bf, ok := f.(*netlink.BpfFilter)
+				if !ok || !strings.HasPrefix(bf.Name, clsactFilterPrefix) {
+					continue
+				}
+				out = append(out, Attachment{
+					Ifindex: lk.Attrs().Index, Name: lk.Attrs().Name,
+					Hook: hookOfFilter(bf.Name), Mode: ModeClsact,
+				})
 			}
 		}
 	}
@@ -89,9 +141,10 @@ func ifaceName(idx int) string {
 }
 
 // Unload removes every trace of Edgeward from the kernel in the current
-// network namespace: tcx links pinned under pinPath, our clsact filters, and
-// all pins (maps and programs go away with their last reference). It is the
-// only way enforcement ends. Unloading what is not loaded is not an error.
+// network namespace: the links pinned under pinPath, our clsact filters,
+// and all pins (maps and programs go away with their last reference). It
+// is the only way enforcement ends. Unloading what is not loaded is not an
+// error.
 func Unload(pinPath string) error {
 	p := newPinLayout(pinPath)
 	var errs []error
@@ -100,8 +153,10 @@ func Unload(pinPath string) error {
 		errs = append(errs, err)
 	}
 	for _, a := range clsactFilters() {
-		if err := removeClsactFilter(a.Ifindex); err != nil {
-			errs = append(errs, err)
+		for _, dir := range []direction{egress, ingress} {
+			if err := removeClsactFilters(a.Ifindex, dir, nil); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := os.RemoveAll(p.root); err != nil {
@@ -110,9 +165,7 @@ func Unload(pinPath string) error {
 	return errors.Join(errs...)
 }
 
-// detachPinnedLinks detaches each pinned tcx link. Detaching, not only
-// unpinning, matters: a daemon still running would otherwise keep the link
-// alive through its file descriptor.
+// detachPinnedLinks detaches every pinned link.
 func detachPinnedLinks(p pinLayout) error {
 	entries, err := os.ReadDir(p.links)
 	if errors.Is(err, os.ErrNotExist) {
@@ -124,17 +177,9 @@ func detachPinnedLinks(p pinLayout) error {
 
 	var errs []error
 	for _, e := range entries {
-		path := filepath.Join(p.links, e.Name())
-		lk, err := link.LoadPinnedLink(path, nil)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("open link pin %s: %w", path, err))
-			continue
+		if err := detachPinned(filepath.Join(p.links, e.Name())); err != nil {
+			errs = append(errs, err)
 		}
-		if err := lk.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("detach %s: %w", path, err))
-		}
-		lk.Unpin()
-		lk.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -10,9 +10,10 @@ import (
 	"github.com/edgeward/edgeward/netwatch"
 )
 
-// enforcer keeps the set of enforced interfaces equal to the set of
-// uplinks: it attaches the egress program to each uplink as it appears and
-// detaches it from interfaces that stop being uplinks.
+// enforcer keeps the programs on every interface equal to what its role
+// needs: egress and ingress hooks on uplinks, the XDP hook on LAN
+// interfaces, nothing on VPN interfaces, and it never touches ignored
+// ones. It acts on each interface as it appears, changes or goes.
 type enforcer struct {
 	loader *loader.Loader
 	log    *slog.Logger
@@ -25,9 +26,10 @@ type enforcer struct {
 
 // linkState is what the enforcer knows of one interface.
 type linkState struct {
-	link netwatch.Link
-	role config.Role
-	mode loader.AttachMode // empty when not attached
+	link     netwatch.Link
+	role     config.Role
+	attached []loader.Attached
+	failed   bool // the last attach failed; retried on the next event
 }
 
 func newEnforcer(cfg *config.Config, l *loader.Loader, log *slog.Logger) *enforcer {
@@ -46,57 +48,65 @@ func (e *enforcer) handle(ev netwatch.Event) {
 	e.reconcile(ev.Link)
 }
 
-// reconcile attaches or detaches so that link is enforced iff it is an
-// uplink. Repeated events for an unchanged interface cost nothing.
+// reconcile brings one interface to what its role needs. Repeated events
+// for an unchanged interface cost nothing.
 func (e *enforcer) reconcile(link netwatch.Link) {
 	role := e.cfg.Classify(link.Name)
 	prev, known := e.links[link.Index]
-	if known && prev.link == link && prev.role == role && (prev.mode != "") == (role == config.RoleUplink) {
-		e.links[link.Index] = linkState{link: link, role: role, mode: prev.mode}
+	if known && prev.link == link && prev.role == role && !prev.failed {
 		return
 	}
 
 	st := linkState{link: link, role: role}
-	switch {
-	case role == config.RoleUplink:
-		st.mode = e.attach(link)
-	case role == config.RoleIgnore:
-		// Never touched, not even to detach.
-	case known && prev.mode != "" || !known:
-		e.detach(link, role)
+	switch role {
+	case config.RoleIgnore:
+		// Nothing is ever attached here; programs of ours left by an
+		// earlier configuration are removed, nothing else is touched.
+		if err := e.loader.Detach(link.Index); err != nil {
+			e.log.Error("remove programs from ignored interface", "interface", link.Name, "err", err)
+		}
+		e.setRole(link, role)
+	case config.RoleLoopback:
+		e.setRole(link, role)
+	default:
+		st.attached, st.failed = e.attach(link, role)
 	}
 	e.links[link.Index] = st
 }
 
-func (e *enforcer) attach(link netwatch.Link) loader.AttachMode {
-	mode, err := e.loader.Attach(loader.Interface{Index: link.Index, Name: link.Name, L3: link.L3})
-	if err != nil {
-		e.attachErrors++
-		e.log.Error("uplink not enforced", "interface", link.Name, "err", err)
-		return ""
+func (e *enforcer) setRole(link netwatch.Link, role config.Role) {
+	if err := e.loader.SetRole(link.Index, loaderRole(role)); err != nil {
+		e.log.Error("record interface role", "interface", link.Name, "role", role, "err", err)
 	}
-	e.log.Info("enforcing uplink", "interface", link.Name, "hook", "tc_egress", "attach", mode, "layer3", link.L3)
-	return mode
 }
 
-// detach removes our program from a VPN or LAN interface, in case an
-// earlier configuration made it an uplink.
-func (e *enforcer) detach(link netwatch.Link, role config.Role) {
-	if err := e.loader.Detach(link.Index); err != nil {
-		e.log.Error("detach from interface", "interface", link.Name, "role", role, "err", err)
+// attach puts the programs of role on link and logs what it did.
+func (e *enforcer) attach(link netwatch.Link, role config.Role) ([]loader.Attached, bool) {
+	iface := loader.Interface{Index: link.Index, Name: link.Name, L3: link.L3}
+	attached, err := e.loader.Attach(iface, loaderRole(role))
+	if err != nil {
+		e.attachErrors++
+		e.log.Error("interface not enforced as its role needs", "interface", link.Name, "role", role, "err", err)
+		return attached, true
 	}
+	for _, a := range attached {
+		if a.Mode == loader.ModeXDPGeneric {
+			e.log.Warn("driver has no native XDP; generic mode works but drops later", "interface", link.Name, "hook", a.Hook)
+		}
+		e.log.Info("enforcing", "interface", link.Name, "role", role, "hook", a.Hook, "attach", a.Mode, "layer3", link.L3)
+	}
+	return attached, false
 }
 
 func (e *enforcer) forget(link netwatch.Link) {
 	st, ok := e.links[link.Index]
 	delete(e.links, link.Index)
-	if !ok || st.mode == "" {
-		return
-	}
 	if err := e.loader.Detach(link.Index); err != nil {
 		e.log.Warn("clean up after removed interface", "interface", link.Name, "err", err)
 	}
-	e.log.Info("uplink removed", "interface", link.Name)
+	if ok && len(st.attached) > 0 {
+		e.log.Info("interface removed", "interface", link.Name, "role", st.role)
+	}
 }
 
 // setConfig switches to a new configuration and re-classifies every known
@@ -121,4 +131,19 @@ func (e *enforcer) snapshot() (links []linkState, attachErrors uint64) {
 	}
 	sort.Slice(links, func(i, j int) bool { return links[i].link.Name < links[j].link.Name })
 	return links, e.attachErrors
+}
+
+// loaderRole maps a config role onto the data plane's.
+func loaderRole(r config.Role) loader.Role {
+	switch r {
+	case config.RoleVPN:
+		return loader.RoleVPN
+	case config.RoleLAN:
+		return loader.RoleLAN
+	case config.RoleIgnore:
+		return loader.RoleIgnore
+	case config.RoleLoopback:
+		return loader.RoleLoopback
+	}
+	return loader.RoleUplink
 }

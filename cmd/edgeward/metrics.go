@@ -103,7 +103,7 @@ func (c *collector) collectInterfaces(ch chan<- prometheus.Metric) {
 	}
 	counts := map[key]int{}
 	for _, st := range links {
-		counts[key{st.role, st.mode != ""}]++
+		counts[key{st.role, len(st.attached) > 0}]++
 	}
 	for _, role := range []config.Role{config.RoleUplink, config.RoleVPN, config.RoleLAN, config.RoleIgnore, config.RoleLoopback} {
 		for _, enforced := range []bool{true, false} {

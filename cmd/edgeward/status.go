@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/edgeward/edgeward/config"
@@ -82,20 +83,20 @@ func printInterfaces(w io.Writer, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	modes := map[int]loader.AttachMode{}
+	hooks := map[int][]string{}
 	for _, a := range attached {
-		modes[a.Ifindex] = a.Mode
+		hooks[a.Ifindex] = append(hooks[a.Ifindex], fmt.Sprintf("%s (%s)", a.Hook, a.Mode))
 	}
 
 	fmt.Fprintln(w, "\ninterfaces:")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NAME\tROLE\tHOOK\tATTACH")
+	fmt.Fprintln(tw, "  NAME\tROLE\tHOOKS")
 	for _, l := range links {
-		hook, mode := "-", "-"
-		if m, ok := modes[l.Index]; ok {
-			hook, mode = loader.HookTCEgress.String(), string(m)
+		list := strings.Join(hooks[l.Index], ", ")
+		if list == "" {
+			list = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", l.Name, cfg.Classify(l.Name), hook, mode)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", l.Name, cfg.Classify(l.Name), list)
 	}
 	return tw.Flush()
 }

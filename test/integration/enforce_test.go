@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/edgeward/edgeward/loader"
 	"github.com/edgeward/edgeward/test/demopolicy"
 	sb "github.com/edgeward/edgeward/test/sandbox"
 )
@@ -131,8 +132,8 @@ func TestClsactFallback(t *testing.T) {
 	g.start("-force-clsact")
 
 	for _, a := range g.attachments() {
-		if a.Mode != "clsact" {
-			t.Errorf("%s attached with %s, want clsact", a.Name, a.Mode)
+		if a.Hook == loader.HookTCEgress && a.Mode != loader.ModeClsact {
+			t.Errorf("%s: %s attached with %s, want clsact", a.Name, a.Hook, a.Mode)
 		}
 	}
 	g.expect([]probe{
@@ -143,7 +144,7 @@ func TestClsactFallback(t *testing.T) {
 	g.kill()
 	g.start("-force-clsact")
 	filters := run(t, "tc", "-n", g.sb.NetNS(sb.Gateway), "filter", "show", "dev", sb.GatewayWANIface, "egress")
-	if n := strings.Count(filters, "edgeward_egress"); n != 1 {
+	if n := strings.Count(filters, "edgeward_tc_egress"); n != 1 {
 		t.Errorf("%d edgeward filters on %s after a restart, want 1:\n%s", n, sb.GatewayWANIface, filters)
 	}
 

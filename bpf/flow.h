@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The flow table: egress writes the flows it allows, uplink ingress lets
+ * their replies (and ICMP errors about them) in. Timeouts follow the
+ * protocol and, for TCP, the state; an entry is rewritten only when its
+ * state changes or half its lifetime has passed, so a busy flow costs one
+ * lookup per packet, not one write.
+ */
+#ifndef EW_FLOW_H
+#define EW_FLOW_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+
+#include "maps.h"
+#include "parse.h"
+#include "policy.h"
+
+#define EW_SEC 1000000000ULL
+
+/* ew_flow_timeout is how long a flow in state lives without a packet. */
+static __always_inline __u64 ew_flow_timeout(__u8 proto, __u8 state)
+{
+	if (proto != IPPROTO_TCP)
+		return 180 * EW_SEC;
+	switch (state) {
+	case EW_FLOW_ESTABLISHED:
+		return 5 * 24 * 3600 * EW_SEC; /* MQTT sessions idle for long */
+	case EW_FLOW_CLOSING:
+		return 120 * EW_SEC;
+	case EW_FLOW_RESET:
+		return 10 * EW_SEC;
+	}
+	return 60 * EW_SEC; /* SYN sent, no answer yet */
+}
+
+/* ew_flow_next is the TCP state after a packet with flags; reply is set
+ * for packets from the remote side. */
+static __always_inline __u8 ew_flow_next(__u8 state, __u8 flags, int reply)
+{
+	if (flags & EW_TCP_RST)
+		return EW_FLOW_RESET;
+	if (flags & EW_TCP_FIN)
+		return EW_FLOW_CLOSING;
+	if (state == EW_FLOW_CLOSING || state == EW_FLOW_RESET)
+		return state;
+	if (reply && (flags & EW_TCP_ACK))
+		return EW_FLOW_ESTABLISHED;
+	return state;
+}
+
+/* ew_flow_key_local builds the key of a packet that leaves: local first. */
+static __always_inline void ew_flow_key_local(struct ew_flow_key *k,
+					      const struct ew_packet *pkt)
+{
+	k->family = pkt->family;
+	k->proto = pkt->proto;
+	k->sport = pkt->sport;
+	k->dport = pkt->dport;
+	__builtin_memcpy(k->saddr, pkt->saddr, sizeof(k->saddr));
+	__builtin_memcpy(k->daddr, pkt->daddr, sizeof(k->daddr));
+}
+
+/* ew_flow_key_reply builds the key of the flow an arriving packet answers. */
+static __always_inline void ew_flow_key_reply(struct ew_flow_key *k,
+					      const struct ew_packet *pkt)
+{
+	k->family = pkt->family;
+	k->proto = pkt->proto;
+	k->sport = pkt->dport;
+	k->dport = pkt->sport;
+	__builtin_memcpy(k->saddr, pkt->daddr, sizeof(k->saddr));
+	__builtin_memcpy(k->daddr, pkt->saddr, sizeof(k->daddr));
+}
+
+/* ew_flow_refresh moves f to state and extends its life, writing only when
+ * something worth writing changed. */
+static __always_inline void ew_flow_refresh(struct ew_flow *f, __u8 proto,
+					    __u8 state, __u64 now)
+{
+	__u64 timeout = ew_flow_timeout(proto, state);
+
+	if (f->state == state && f->expires > now + timeout / 2)
+		return;
+	f->state = state;
+	f->expires = now + timeout;
+}
+
+/* ew_flow_track records a TCP or UDP packet that egress allowed. */
+static __always_inline void ew_flow_track(const struct ew_packet *pkt,
+					  const struct ew_decision *d)
+{
+	struct ew_flow_key key = {};
+	struct ew_flow *f;
+	__u64 now;
+
+	if (!pkt->has_ports || pkt->later_fragment)
+		return;
+	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
+		return;
+
+	ew_flow_key_local(&key, pkt);
+	now = bpf_ktime_get_boot_ns();
+	f = bpf_map_lookup_elem(&ew_flows, &key);
+	if (f && f->expires > now) {
+		ew_flow_refresh(f, pkt->proto,
+				ew_flow_next(f->state, pkt->tcp_flags, 0), now);
+		return;
+	}
+
+	struct ew_flow fresh = {
+		.state = EW_FLOW_NEW,
+		.reason = d->reason,
+		.endpoint = d->endpoint,
+	};
+	/* A packet without SYN starts a flow that was open before we were. */
+	if (pkt->proto == IPPROTO_TCP && !(pkt->tcp_flags & EW_TCP_SYN))
+		fresh.state = EW_FLOW_ESTABLISHED;
+	fresh.state = ew_flow_next(fresh.state, pkt->tcp_flags, 0);
+	fresh.expires = now + ew_flow_timeout(pkt->proto, fresh.state);
+	bpf_map_update_elem(&ew_flows, &key, &fresh, BPF_ANY);
+}
+
+/* ew_flow_reply returns the live flow that an arriving packet answers, and
+ * moves it along, or NULL. */
+static __always_inline struct ew_flow *
+ew_flow_reply(const struct ew_packet *pkt)
+{
+	struct ew_flow_key key = {};
+	struct ew_flow *f;
+	__u64 now;
+
+	ew_flow_key_reply(&key, pkt);
+	f = bpf_map_lookup_elem(&ew_flows, &key);
+	if (!f)
+		return NULL;
+	now = bpf_ktime_get_boot_ns();
+	if (f->expires <= now)
+		return NULL;
+	ew_flow_refresh(f, pkt->proto,
+			ew_flow_next(f->state, pkt->tcp_flags, 1), now);
+	return f;
+}
+
+/* ew_flow_quoted tells whether an ICMP error is about a live flow. */
+static __always_inline int ew_flow_quoted(const struct ew_icmp_inner *inner)
+{
+	struct ew_flow_key key = {};
+	struct ew_flow *f;
+
+	if (!inner->valid)
+		return 0;
+	key.family = inner->family;
+	key.proto = inner->proto;
+	key.sport = inner->sport;
+	key.dport = inner->dport;
+	__builtin_memcpy(key.saddr, inner->saddr, sizeof(key.saddr));
+	__builtin_memcpy(key.daddr, inner->daddr, sizeof(key.daddr));
+
+	f = bpf_map_lookup_elem(&ew_flows, &key);
+	return f && f->expires > bpf_ktime_get_boot_ns();
+}
+
+#endif
