@@ -92,25 +92,33 @@ static __always_inline struct ew_settings *ew_active_policy(__u32 *slot)
  */
 
 /* ew_judge_egress judges a packet leaving on an uplink and records the
- * flows it allows. */
-__noinline int ew_judge_egress(struct ew_packet *pkt, struct ew_decision *d)
+ * flows it allows. An ICMP error the gateway sends about a packet of an
+ * allowed flow (path MTU discovery for traffic it forwards) may leave;
+ * inner is the header it quotes. */
+__noinline int ew_judge_egress(struct ew_packet *pkt,
+			       struct ew_icmp_inner *inner,
+			       struct ew_decision *d)
 {
 	struct ew_settings *s;
 	__u32 slot = 0;
 
-	if (!pkt || !d)
+	if (!pkt || !inner || !d)
 		return EW_MODE_ENFORCE;
 	s = ew_active_policy(&slot);
 	if (!s) {
 		d->reason = d->reason ?: EW_REASON_NO_POLICY;
 		return EW_MODE_ENFORCE;
 	}
+	if (d->reason != EW_REASON_UNKNOWN)
+		return s->mode;
 
-	if (d->reason == EW_REASON_UNKNOWN) {
-		ew_decide(s, slot, pkt, d);
-		if (d->reason < EW_REASON_FIRST_DENY)
-			ew_flow_track(pkt, d);
+	if (ew_is_icmp_error(pkt) && ew_flow_quoted(inner, 0)) {
+		d->reason = EW_REASON_ICMP_ERROR;
+		return s->mode;
 	}
+	ew_decide(s, slot, pkt, d);
+	if (d->reason < EW_REASON_FIRST_DENY)
+		ew_flow_track(pkt, d);
 	return s->mode;
 }
 
@@ -164,7 +172,7 @@ static __always_inline void ew_decide_ingress(const struct ew_settings *s,
 
 	d->reason = EW_REASON_UNSOLICITED;
 	if (ew_is_icmp_error(pkt)) {
-		if (ew_flow_quoted(inner))
+		if (ew_flow_quoted(inner, 1))
 			d->reason = EW_REASON_ICMP_ERROR;
 	} else if (pkt->has_ports) {
 		if (ew_flow_reply(pkt))
@@ -320,6 +328,7 @@ static __always_inline int ew_parse(struct ew_cursor *c, int l3,
  * single exit at the bottom, which counts the verdict. */
 static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 {
+	struct ew_icmp_inner inner = {};
 	struct ew_decision d = {};
 	struct ew_packet pkt = {};
 	enum ew_verdict verdict;
@@ -330,8 +339,10 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
 	d.reason = ew_parse(&c, l3, &pkt);
+	if (d.reason == EW_REASON_UNKNOWN && ew_is_icmp_error(&pkt))
+		ew_parse_icmp_inner(&c, &pkt, &inner);
 
-	mode = ew_judge_egress(&pkt, &d);
+	mode = ew_judge_egress(&pkt, &inner, &d);
 	verdict = ew_verdict(d.reason, mode);
 	ew_count(EW_HOOK_TC_EGRESS, verdict, d.reason, skb->len);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;

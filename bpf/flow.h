@@ -143,8 +143,12 @@ ew_flow_reply(const struct ew_packet *pkt)
 	return f;
 }
 
-/* ew_flow_quoted tells whether an ICMP error is about a live flow. */
-static __always_inline int ew_flow_quoted(const struct ew_icmp_inner *inner)
+/* ew_flow_quoted tells whether an ICMP error is about a live flow. The
+ * quoted packet left (outbound, local side first) when the error arrives
+ * on an uplink, and arrived (remote side first) when the gateway sends the
+ * error out. */
+static __always_inline int ew_flow_quoted(const struct ew_icmp_inner *inner,
+					  int outbound)
 {
 	struct ew_flow_key key = {};
 	struct ew_flow *f;
@@ -153,10 +157,17 @@ static __always_inline int ew_flow_quoted(const struct ew_icmp_inner *inner)
 		return 0;
 	key.family = inner->family;
 	key.proto = inner->proto;
-	key.sport = inner->sport;
-	key.dport = inner->dport;
-	__builtin_memcpy(key.saddr, inner->saddr, sizeof(key.saddr));
-	__builtin_memcpy(key.daddr, inner->daddr, sizeof(key.daddr));
+	if (outbound) {
+		key.sport = inner->sport;
+		key.dport = inner->dport;
+		__builtin_memcpy(key.saddr, inner->saddr, sizeof(key.saddr));
+		__builtin_memcpy(key.daddr, inner->daddr, sizeof(key.daddr));
+	} else {
+		key.sport = inner->dport;
+		key.dport = inner->sport;
+		__builtin_memcpy(key.saddr, inner->daddr, sizeof(key.saddr));
+		__builtin_memcpy(key.daddr, inner->saddr, sizeof(key.daddr));
+	}
 
 	f = bpf_map_lookup_elem(&ew_flows, &key);
 	return f && f->expires > bpf_ktime_get_boot_ns();

@@ -273,8 +273,14 @@ func readCounters(t *testing.T, l *Loader) map[cell]tally {
 }
 
 // assertOneCount checks that exactly one cell grew, by one packet of size
-// bytes, and that it is the expected one.
+// bytes, and that it is the expected one of the egress hook.
 func assertOneCount(t *testing.T, before, after map[cell]tally, v Verdict, reason string, size int) {
+	t.Helper()
+	assertOneCountAt(t, "tc_egress", before, after, v, reason, size)
+}
+
+// assertOneCountAt is assertOneCount for any hook.
+func assertOneCountAt(t *testing.T, hook string, before, after map[cell]tally, v Verdict, reason string, size int) {
 	t.Helper()
 	got := map[cell]tally{}
 	for k, a := range after {
@@ -283,7 +289,7 @@ func assertOneCount(t *testing.T, before, after map[cell]tally, v Verdict, reaso
 			got[k] = tally{a.Packets - b.Packets, a.Bytes - b.Bytes}
 		}
 	}
-	want := map[cell]tally{{"tc_egress", v.String(), reason}: {1, uint64(size)}}
+	want := map[cell]tally{{hook, v.String(), reason}: {1, uint64(size)}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counter change (-want +got):\n%s", diff)
 	}
