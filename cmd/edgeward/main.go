@@ -25,6 +25,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "load the policy, enforce it and serve metrics until stopped", cmdRun},
+		{"reload", "make the running daemon apply its config file again", cmdReload},
 		{"validate", "check a config file without touching the kernel", cmdValidate},
 		{"status", "show mode, interfaces, policy size and counters from the kernel", cmdStatus},
 		{"unload", "remove every program, link, map and pin of Edgeward", cmdUnload},

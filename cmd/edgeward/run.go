@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,6 +58,8 @@ type daemon struct {
 	loader   *loader.Loader
 	enforcer *enforcer
 
+	reloadMu sync.Mutex // one reload at a time: SIGHUP and the socket
+
 	// Outcome of the last reload, for the metrics.
 	reloadFailed atomic.Bool
 	reloadedAt   atomic.Int64 // Unix seconds
@@ -70,6 +73,11 @@ func (d *daemon) run(ctx context.Context) error {
 		return fmt.Errorf("listen for metrics: %w", err)
 	}
 	defer metricsLn.Close()
+	controlLn, err := listenControl(d.cfg.Paths.Socket)
+	if err != nil {
+		return err
+	}
+	defer controlLn.Close()
 
 	d.loader, err = loader.Open(loader.Options{PinPath: d.cfg.Paths.BPFFS, ForceClsact: d.forceClsact})
 	if err != nil {
@@ -77,12 +85,13 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	defer d.loader.Close()
 
-	if err := d.applyPolicy(d.cfg); err != nil {
+	if _, err := d.applyPolicy(d.cfg); err != nil {
 		return err
 	}
 	d.enforcer = newEnforcer(d.cfg, d.loader, d.log)
 
 	go d.serveMetrics(metricsLn)
+	go d.serveControl(controlLn)
 	go d.watchInterfaces(ctx)
 	d.waitForSignals(ctx)
 
@@ -92,23 +101,23 @@ func (d *daemon) run(ctx context.Context) error {
 
 // applyPolicy compiles cfg into the next policy generation and switches to
 // it. On error the active policy is unchanged.
-func (d *daemon) applyPolicy(cfg *config.Config) error {
+func (d *daemon) applyPolicy(cfg *config.Config) (uint32, error) {
 	maps := d.loader.Maps()
 	active, _, err := maps.ActivePolicy()
 	if err != nil {
-		return err
+		return 0, err
 	}
 
 	p, err := loader.Compile(cfg, active.Generation+1)
 	if err != nil {
-		return fmt.Errorf("compile policy from %s: %w", cfg.File, err)
+		return 0, fmt.Errorf("compile policy from %s: %w", cfg.File, err)
 	}
 	if err := d.loader.ApplyPolicy(p); err != nil {
-		return err
+		return 0, err
 	}
 	d.log.Info("policy applied", "generation", p.Generation, "mode", cfg.Mode,
 		"endpoints", len(cfg.Endpoints), "entries", p.Entries(), "capacity", loader.MaxRules)
-	return nil
+	return p.Generation, nil
 }
 
 // watchInterfaces feeds interface events to the enforcer, starting over
@@ -159,21 +168,34 @@ func (d *daemon) waitForSignals(ctx context.Context) {
 	}
 }
 
-// reload applies the config file again. An invalid config keeps the policy
-// in force and is reported in the log and the metrics.
-func (d *daemon) reload() {
-	cfg, err := config.Load(d.cfg.File)
-	if err == nil {
-		err = d.applyPolicy(cfg)
-	}
+// reload applies the config file again and returns the new generation.
+// An invalid config keeps the policy in force and is reported in the log
+// and the metrics.
+func (d *daemon) reload() (uint32, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+
+	gen, err := d.reloadLocked()
 	d.reloadFailed.Store(err != nil)
 	d.reloadedAt.Store(time.Now().Unix())
 	if err != nil {
 		d.log.Error("reload rejected; the previous policy stays in force", "err", err)
-		return
+	}
+	return gen, err
+}
+
+func (d *daemon) reloadLocked() (uint32, error) {
+	cfg, err := config.Load(d.cfg.File)
+	if err != nil {
+		return 0, err
+	}
+	gen, err := d.applyPolicy(cfg)
+	if err != nil {
+		return 0, err
 	}
 	d.cfg = cfg
 	d.enforcer.setConfig(cfg)
+	return gen, nil
 }
 
 func (d *daemon) serveMetrics(ln net.Listener) {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"text/template"
 
 	"github.com/edgeward/edgeward/config"
@@ -24,6 +26,19 @@ type Params struct {
 	// WithoutVPNPeer leaves out the endpoint that lets the tunnel's own
 	// UDP transport leave: the tunnel must then stop.
 	WithoutVPNPeer bool
+	// Extra endpoints after the demo's own.
+	Extra []Endpoint
+	// LANServices replaces the demo's [tcp/22].
+	LANServices []string
+	// Ignore lists interfaces never to touch.
+	Ignore []string
+}
+
+// Endpoint is one more endpoint, written as in the file.
+type Endpoint struct {
+	Name  string
+	To    []string // CIDRs
+	Ports []string // port sets such as tcp/443
 }
 
 // Render returns the demo policy as YAML.
@@ -31,7 +46,11 @@ func Render(p Params) ([]byte, error) {
 	if p.Mode == "" {
 		p.Mode = config.ModeEnforce
 	}
-	tmpl, err := template.New("demo.yaml").Parse(demoTemplate)
+	if p.LANServices == nil {
+		p.LANServices = []string{"tcp/22"}
+	}
+	funcs := template.FuncMap{"join": joinQuoted}
+	tmpl, err := template.New("demo.yaml").Funcs(funcs).Parse(demoTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("parse demo policy template: %w", err)
 	}
@@ -58,4 +77,13 @@ func Write(dir string, p Params) (string, *config.Config, error) {
 		return "", nil, err
 	}
 	return path, cfg, nil
+}
+
+// joinQuoted writes a YAML flow list's items, each quoted.
+func joinQuoted(items []string) string {
+	quoted := make([]string, len(items))
+	for i, it := range items {
+		quoted[i] = strconv.Quote(it)
+	}
+	return strings.Join(quoted, ", ")
 }

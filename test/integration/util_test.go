@@ -27,3 +27,10 @@ func readDirIfExists(dir string) ([]os.DirEntry, error) {
 	}
 	return entries, err
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The control socket: HTTP on a UNIX socket at paths.socket, for commands
+// that need the running daemon (reload). Only root can connect (0600).
+
+// reloadResult is the answer to POST /v1/reload.
+type reloadResult struct {
+	Generation uint32 `json:"generation,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// listenControl creates the control socket, replacing a stale one. It
+// refuses to take over a socket another daemon still answers on.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create control socket directory: %w", err)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("control socket %s: another edgeward is running", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale control socket: %w", err)
+	}
+
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restrict control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// serveControl answers on the control socket until ln is closed.
+func (d *daemon) serveControl(ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		gen, err := d.reload()
+		res := reloadResult{Generation: gen}
+		status := http.StatusOK
+		if err != nil {
+			res.Error, status = err.Error(), http.StatusUnprocessableEntity
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(res)
+	})
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		d.log.Error("control socket stopped", "err", err)
+	}
+}
+
+// controlClient talks HTTP to the daemon's control socket.
+func controlClient(socket string) *http.Client {
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
+}
+
+// cmdReload asks the running daemon to apply its config file again.
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("reload", stderr)
+	if status, ok := f.parse(args); !ok {
+		return status
+	}
+	cfg, ok := f.loadConfig(stderr)
+	if !ok {
+		return exitUsage
+	}
+
+	resp, err := controlClient(cfg.Paths.Socket).Post("http://edgeward/v1/reload", "application/json", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeward reload: is the daemon running? %v\n", err)
+		return exitFailure
+	}
+	defer resp.Body.Close()
+
+	var res reloadResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		fmt.Fprintf(stderr, "edgeward reload: bad answer from the daemon: %v\n", err)
+		return exitFailure
+	}
+	if res.Error != "" {
+		fmt.Fprintf(stderr, "edgeward reload: rejected, the previous policy stays in force:\n%s\n", res.Error)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "reloaded: policy generation %d is active\n", res.Generation)
+	return exitOK
+}
