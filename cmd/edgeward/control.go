@@ -87,6 +87,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, ok := f.loadConfig(stderr)
 	if !ok {
+		fmt.Fprintln(stderr, "edgeward reload: not sent to the daemon; the running policy is unchanged")
 		return exitUsage
 	}
 

@@ -58,6 +58,7 @@ func (g *gateway) dialTCP(h sb.Host, addr string, timeout time.Duration) (net.Co
 
 // udpCounter counts the distinct sequence numbers that arrive at addr.
 type udpCounter struct {
+	pc   net.PacketConn
 	mu   sync.Mutex
 	seen map[uint32]bool
 }
@@ -75,7 +76,7 @@ func (g *gateway) countUDP(h sb.Host, addr string) *udpCounter {
 	}
 	g.t.Cleanup(func() { pc.Close() })
 
-	c := &udpCounter{seen: map[uint32]bool{}}
+	c := &udpCounter{pc: pc, seen: map[uint32]bool{}}
 	go func() {
 		buf := make([]byte, 64)
 		for {
@@ -92,6 +93,9 @@ func (g *gateway) countUDP(h sb.Host, addr string) *udpCounter {
 	}()
 	return c
 }
+
+// close stops counting and frees the address.
+func (c *udpCounter) close() { c.pc.Close() }
 
 func (c *udpCounter) count() int {
 	c.mu.Lock()
