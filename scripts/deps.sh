@@ -20,6 +20,10 @@ run_deps=(
 	"curl:curl"
 	"ping:iputils-ping"
 	"nc:netcat-openbsd"
+	"tcpreplay:tcpreplay"
+	"trafgen:netsniff-ng"
+	"nft:nftables"
+	"mosquitto:mosquitto"
 )
 
 deps=("${build_deps[@]}")
