@@ -91,18 +91,49 @@ static __always_inline struct ew_settings *ew_active_policy(__u32 *slot)
  * its limits on older kernels.
  */
 
+/* ew_on_link asks the FIB whether the destination of a packet leaving on
+ * skb's device is a neighbour there (no router in between). */
+static __always_inline int ew_on_link(struct __sk_buff *skb,
+				      const struct ew_packet *pkt)
+{
+	struct bpf_fib_lookup fib = {};
+	int rc;
+
+	fib.family = pkt->family == 4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */;
+	fib.ifindex = skb->ifindex;
+	if (pkt->family == 4) {
+		fib.ipv4_src = pkt->saddr[0];
+		fib.ipv4_dst = pkt->daddr[0];
+	} else {
+		__builtin_memcpy(fib.ipv6_src, pkt->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, pkt->daddr, 16);
+	}
+
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return 0;
+	/* With a router in between, the lookup hands back its address. */
+	if (pkt->family == 4)
+		return fib.ipv4_dst == pkt->daddr[0];
+	return fib.ipv6_dst[0] == pkt->daddr[0] &&
+	       fib.ipv6_dst[1] == pkt->daddr[1] &&
+	       fib.ipv6_dst[2] == pkt->daddr[2] &&
+	       fib.ipv6_dst[3] == pkt->daddr[3];
+}
+
 /* ew_judge_egress judges a packet leaving on an uplink and records the
  * flows it allows. An ICMP error the gateway sends about a packet of an
  * allowed flow (path MTU discovery for traffic it forwards) may leave;
  * inner is the header it quotes. */
-__noinline int ew_judge_egress(struct ew_packet *pkt,
+__noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 			       struct ew_icmp_inner *inner,
 			       struct ew_decision *d)
 {
 	struct ew_settings *s;
 	__u32 slot = 0;
+	int on_link = 0;
 
-	if (!pkt || !inner || !d)
+	if (!skb || !pkt || !inner || !d)
 		return EW_MODE_ENFORCE;
 	s = ew_active_policy(&slot);
 	if (!s) {
@@ -116,7 +147,12 @@ __noinline int ew_judge_egress(struct ew_packet *pkt,
 		d->reason = EW_REASON_ICMP_ERROR;
 		return s->mode;
 	}
-	ew_decide(s, slot, pkt, d);
+	/* Only a link need that is not link-scoped costs a FIB lookup. */
+	if (ew_link_need(pkt) != EW_REASON_UNKNOWN && !pkt->forwarded &&
+	    !ew_link_scope(pkt))
+		on_link = ew_on_link(skb, pkt);
+
+	ew_decide(s, slot, pkt, on_link, d);
 	if (d->reason < EW_REASON_FIRST_DENY)
 		ew_flow_track(pkt, d);
 	return s->mode;
@@ -144,7 +180,6 @@ static __always_inline void ew_adopt(const struct ew_settings *s, __u32 slot,
 	local.dport = pkt->sport;
 	__builtin_memcpy(local.saddr, pkt->daddr, sizeof(local.saddr));
 	__builtin_memcpy(local.daddr, pkt->saddr, sizeof(local.daddr));
-	local.tcp_flags = EW_TCP_ACK;
 
 	ew_lookup_policy(s, slot, &local, &keys, &found);
 	if (found.reason != EW_REASON_ENDPOINT && found.reason != EW_REASON_PROXY)
@@ -152,7 +187,9 @@ static __always_inline void ew_adopt(const struct ew_settings *s, __u32 slot,
 	d->reason = pkt->proto == IPPROTO_UDP ? EW_REASON_PEER :
 						EW_REASON_FLOW_ADOPTED;
 	d->endpoint = found.endpoint;
-	ew_flow_track(&local, &found);
+	ew_flow_open(&local, &found,
+		     pkt->proto == IPPROTO_TCP ? EW_FLOW_ESTABLISHED :
+						 EW_FLOW_NEW);
 }
 
 /* ew_decide_ingress judges a packet arriving on an uplink. */
@@ -244,7 +281,9 @@ static __always_inline int ew_route(struct xdp_md *ctx,
 	return -1;
 }
 
-/* ew_decide_lan judges a packet from a LAN host by where it would go. */
+/* ew_decide_lan judges a packet from a LAN host by where it would go.
+ * What a link needs passes only when it stays on the link or is for the
+ * gateway itself. */
 static __always_inline void ew_decide_lan(struct xdp_md *ctx,
 					  const struct ew_settings *s,
 					  __u32 slot,
@@ -253,17 +292,20 @@ static __always_inline void ew_decide_lan(struct xdp_md *ctx,
 {
 	struct ew_lookup_keys keys = {};
 	__u32 ifindex = 0, *role;
-	int routed;
+	int routed, need;
 
-	d->reason = ew_link_need(pkt);
-	if (d->reason != EW_REASON_UNKNOWN)
-		return;
 	if (pkt->later_fragment) {
 		ew_follow_fragment(pkt, d);
 		return;
 	}
 
 	routed = ew_route(ctx, pkt, &ifindex);
+	need = ew_link_need(pkt);
+	if (need != EW_REASON_UNKNOWN && (routed == 0 || ew_link_scope(pkt))) {
+		d->reason = need;
+		return;
+	}
+
 	if (routed < 0) {
 		d->reason = EW_REASON_NO_ROUTE;
 	} else if (routed == 0) {
@@ -341,8 +383,9 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 	d.reason = ew_parse(&c, l3, &pkt);
 	if (d.reason == EW_REASON_UNKNOWN && ew_is_icmp_error(&pkt))
 		ew_parse_icmp_inner(&c, &pkt, &inner);
+	pkt.forwarded = skb->ingress_ifindex != 0;
 
-	mode = ew_judge_egress(&pkt, &inner, &d);
+	mode = ew_judge_egress(skb, &pkt, &inner, &d);
 	verdict = ew_verdict(d.reason, mode);
 	ew_count(EW_HOOK_TC_EGRESS, verdict, d.reason, skb->len);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;

@@ -87,7 +87,28 @@ static __always_inline void ew_flow_refresh(struct ew_flow *f, __u8 proto,
 	f->expires = now + timeout;
 }
 
-/* ew_flow_track records a TCP or UDP packet that egress allowed. */
+/* ew_flow_open records a new flow of a packet that leaves (or would have
+ * left, for an adopted flow) in state. */
+static __always_inline void ew_flow_open(const struct ew_packet *pkt,
+					 const struct ew_decision *d,
+					 __u8 state)
+{
+	struct ew_flow_key key = {};
+	struct ew_flow fresh = {
+		.state = state,
+		.reason = d->reason,
+		.endpoint = d->endpoint,
+	};
+
+	ew_flow_key_local(&key, pkt);
+	fresh.expires = bpf_ktime_get_boot_ns() +
+			ew_flow_timeout(pkt->proto, state);
+	bpf_map_update_elem(&ew_flows, &key, &fresh, BPF_ANY);
+}
+
+/* ew_flow_track records a TCP or UDP packet that egress allowed. A TCP
+ * segment without SYN, FIN or RST changes nothing that its replies do not
+ * refresh too, so it costs no lookup: the common case stays cheap. */
 static __always_inline void ew_flow_track(const struct ew_packet *pkt,
 					  const struct ew_decision *d)
 {
@@ -99,6 +120,9 @@ static __always_inline void ew_flow_track(const struct ew_packet *pkt,
 		return;
 	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
 		return;
+	if (pkt->proto == IPPROTO_TCP &&
+	    !(pkt->tcp_flags & (EW_TCP_SYN | EW_TCP_FIN | EW_TCP_RST)))
+		return;
 
 	ew_flow_key_local(&key, pkt);
 	now = bpf_ktime_get_boot_ns();
@@ -108,18 +132,7 @@ static __always_inline void ew_flow_track(const struct ew_packet *pkt,
 				ew_flow_next(f->state, pkt->tcp_flags, 0), now);
 		return;
 	}
-
-	struct ew_flow fresh = {
-		.state = EW_FLOW_NEW,
-		.reason = d->reason,
-		.endpoint = d->endpoint,
-	};
-	/* A packet without SYN starts a flow that was open before we were. */
-	if (pkt->proto == IPPROTO_TCP && !(pkt->tcp_flags & EW_TCP_SYN))
-		fresh.state = EW_FLOW_ESTABLISHED;
-	fresh.state = ew_flow_next(fresh.state, pkt->tcp_flags, 0);
-	fresh.expires = now + ew_flow_timeout(pkt->proto, fresh.state);
-	bpf_map_update_elem(&ew_flows, &key, &fresh, BPF_ANY);
+	ew_flow_open(pkt, d, ew_flow_next(EW_FLOW_NEW, pkt->tcp_flags, 0));
 }
 
 /* ew_flow_reply returns the live flow that an arriving packet answers, and

@@ -45,7 +45,7 @@ struct ew_packet {
 	__u16 sport;
 	__u16 dport;
 	__u8 tcp_flags;
-	__u8 pad;
+	__u8 forwarded;      /* did not start on this machine */
 	__u32 frag_id;
 	__u32 saddr[4];
 	__u32 daddr[4];
@@ -250,11 +250,18 @@ static __always_inline int ew_parse_ipv6(struct ew_cursor *c,
 	for (int i = 0; i < EW_MAX_EXT_HEADERS; i++) {
 		if (!ew_is_ipv6_ext(next))
 			break;
+		/* One fragment header per packet; a second is an attack. */
+		if (next == IPPROTO_FRAGMENT && pkt->fragment)
+			return EW_REASON_MALFORMED;
 		next = ew_skip_ipv6_ext(c, next, pkt);
 		if (next < 0)
 			return -next;
+		/* After a later fragment's header comes payload, not headers:
+		 * never read it as such. */
+		if (pkt->later_fragment)
+			break;
 	}
-	if (ew_is_ipv6_ext(next))
+	if (!pkt->later_fragment && ew_is_ipv6_ext(next))
 		return EW_REASON_HEADER_CHAIN_TOO_LONG;
 
 	pkt->proto = next;

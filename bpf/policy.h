@@ -150,11 +150,27 @@ static __noinline void ew_lookup_policy(const struct ew_settings *s,
 		ew_match_ports(rule, pkt, d);
 }
 
-/* ew_link_need allows what an uplink needs to work at all: neighbour
- * discovery, multicast listener reports and DHCP client messages. */
+/* ew_link_scope tells whether the destination never leaves the link:
+ * IPv4 limited broadcast, IPv6 link-local unicast or link-scope
+ * multicast. */
+static __always_inline int ew_link_scope(const struct ew_packet *pkt)
+{
+	const __u8 *d = (const __u8 *)pkt->daddr;
+
+	if (pkt->family == 4)
+		return pkt->daddr[0] == 0xffffffff;
+	if (d[0] == 0xfe && (d[1] & 0xc0) == 0x80)
+		return 1;
+	return d[0] == 0xff && (d[1] & 0x0f) == 2;
+}
+
+/* ew_link_need names what an interface needs to work at all: neighbour
+ * discovery, multicast listener reports and DHCP client messages. It
+ * judges the packet's kind only; callers also check that it stays on the
+ * link, or these exceptions would carry data anywhere. */
 static __always_inline int ew_link_need(const struct ew_packet *pkt)
 {
-	if (pkt->later_fragment)
+	if (pkt->later_fragment || pkt->fragment)
 		return EW_REASON_UNKNOWN;
 
 	if (pkt->proto == IPPROTO_ICMPV6 && pkt->family == 6) {
@@ -271,14 +287,20 @@ static __always_inline void ew_remember_fragment(const struct ew_packet *pkt,
 	bpf_map_update_elem(&ew_frags, &key, &v, BPF_ANY);
 }
 
-/* ew_decide judges a parsed IP packet against the policy in slot. */
+/* ew_decide judges a parsed IP packet leaving on an uplink against the
+ * policy in slot. on_link tells whether the destination is a neighbour on
+ * that link; link needs pass only for packets of the gateway itself that
+ * stay on the link. */
 static __always_inline void ew_decide(const struct ew_settings *s, __u32 slot,
-				      const struct ew_packet *pkt,
+				      const struct ew_packet *pkt, int on_link,
 				      struct ew_decision *d)
 {
 	struct ew_lookup_keys keys = {};
 
 	d->reason = ew_link_need(pkt);
+	if (d->reason != EW_REASON_UNKNOWN &&
+	    (pkt->forwarded || !(on_link || ew_link_scope(pkt))))
+		d->reason = EW_REASON_UNKNOWN;
 	if (d->reason != EW_REASON_UNKNOWN)
 		return;
 

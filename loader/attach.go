@@ -144,7 +144,9 @@ func (l *Loader) attachOne(iface Interface, p hookPlan) (AttachMode, error) {
 	if !l.opts.ForceClsact {
 		err := l.attachTCX(iface, p)
 		if err == nil {
-			return ModeTCX, nil
+			// A filter of an earlier run in clsact mode would judge
+			// every packet a second time.
+			return ModeTCX, removeClsactFilters(iface.Index, p.dir, otherHooks(p.hook))
 		}
 		if !errors.Is(err, ebpf.ErrNotSupported) {
 			return "", err
@@ -153,7 +155,14 @@ func (l *Loader) attachOne(iface Interface, p hookPlan) (AttachMode, error) {
 	if err := attachClsact(iface, p); err != nil {
 		return "", err
 	}
-	return ModeClsact, nil
+	return ModeClsact, detachPinned(l.linkPin(iface.Index, p.hook))
+}
+
+// otherHooks is a keep-set of every hook but h.
+func otherHooks(h Hook) map[Hook]bool {
+	keep := map[Hook]bool{HookTCEgress: true, HookUplinkIngress: true, HookXDPLAN: true}
+	delete(keep, h)
+	return keep
 }
 
 // linkPin is where the link of a hook on an interface is pinned.

@@ -175,6 +175,12 @@ func egressCases() []egressCase {
 		{name: "icmpv6 echo", packet: ip6(inet6, pkt.ProtoICMPv6, pkt.ICMP(128, 0)), verdict: VerdictDrop, reason: "no_rule"},
 		{name: "dhcp client", packet: udp4(a4("255.255.255.255"), 68, 67), verdict: VerdictPass, reason: "dhcp"},
 		{name: "dhcp wrong source port", packet: udp4(a4("255.255.255.255"), 40000, 67), verdict: VerdictDrop, reason: "no_rule"},
+		{name: "dhcp-shaped udp to an internet host", packet: udp4(inet4, 68, 67), verdict: VerdictDrop, reason: "no_rule"},
+		{name: "ndp-shaped icmpv6 to an internet host", packet: ip6(inet6, pkt.ProtoICMPv6, pkt.ICMP(135, 0)), verdict: VerdictDrop, reason: "no_rule"},
+		{name: "mld-shaped icmpv6 to an internet host", packet: ip6(inet6, pkt.ProtoICMPv6, pkt.ICMP(143, 0)), verdict: VerdictDrop, reason: "no_rule"},
+		{name: "dhcpv6-shaped udp to an internet host", packet: ip6(inet6, pkt.ProtoUDP, pkt.UDP(546, 547, nil)), verdict: VerdictDrop, reason: "no_rule"},
+		{name: "ipv6 later fragment whose payload looks like headers", packet: ip6(s3v6, pkt.ProtoFragment, pkt.FragHeader(pkt.ProtoFragment, 7, false, 0x5006, pkt.FragHeader(pkt.ProtoUDP, 0, false, 1, pkt.UDP(1, 5353, nil)))), verdict: VerdictDrop, reason: "fragment_unknown"},
+		{name: "ipv6 two fragment headers", packet: ip6(s3v6, pkt.ProtoFragment, pkt.FragHeader(pkt.ProtoFragment, 0, true, 0x5007, pkt.FragHeader(pkt.ProtoTCP, 0, true, 2, pkt.TCP(1, 443)))), verdict: VerdictDrop, reason: "malformed"},
 		{name: "dhcpv6 client", packet: ip6(a4("ff02::1:2"), pkt.ProtoUDP, pkt.UDP(546, 547, nil)), verdict: VerdictPass, reason: "dhcp"},
 		{name: "lldp", packet: pkt.Ether(0x88cc, make([]byte, 32)), verdict: VerdictDrop, reason: "unsupported_protocol"},
 	}

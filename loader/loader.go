@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ type Loader struct {
 	spec  *ebpf.CollectionSpec
 	objs  objects
 	pins  pinLayout
-	floor *ebpf.Program // loaded by Benchmark only
+	floors map[string]*ebpf.Program // empty programs, loaded by Benchmark only
 
 	// xdpModes remembers native or generic per interface, for links this
 	// Loader made; an adopted link reports what it was attached with.
@@ -103,7 +104,10 @@ func Open(opts Options) (*Loader, error) {
 		spec.Maps[name].Pinning = ebpf.PinByName
 	}
 
-	l := &Loader{opts: opts, spec: spec, pins: pins, xdpModes: map[int]AttachMode{}}
+	l := &Loader{
+		opts: opts, spec: spec, pins: pins,
+		xdpModes: map[int]AttachMode{}, floors: map[string]*ebpf.Program{},
+	}
 	err = spec.LoadAndAssign(&l.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: pins.maps},
 	})
@@ -118,25 +122,59 @@ func Open(opts Options) (*Loader, error) {
 		l.objs.close()
 		return nil, err
 	}
+	l.pruneLinkPins()
 	return l, nil
 }
 
-// preparePinDir creates the pin directories and checks they are on a bpffs.
+// preparePinDir checks that the pin directory is (or will be) on a bpffs,
+// then creates it. Nothing is created on another file system.
 func preparePinDir(p pinLayout) error {
-	for _, dir := range []string{p.root, p.maps, p.links, p.progs} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create pin directory: %w", err)
+	existing := p.root
+	for {
+		if _, err := os.Stat(existing); err == nil {
+			break
 		}
+		parent := filepath.Dir(existing)
+		if parent == existing {
+			break
+		}
+		existing = parent
 	}
 
 	var fs unix.Statfs_t
-	if err := unix.Statfs(p.root, &fs); err != nil {
+	if err := unix.Statfs(existing, &fs); err != nil {
 		return fmt.Errorf("check pin directory %s: %w", p.root, err)
 	}
 	if fs.Type != unix.BPF_FS_MAGIC {
 		return fmt.Errorf("pin directory %s is not on a bpffs: mount one that outlives the daemon (mount -t bpf bpffs DIR) and point paths.bpffs at it", p.root)
 	}
+
+	for _, dir := range []string{p.root, p.maps, p.links, p.progs} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create pin directory: %w", err)
+		}
+	}
 	return nil
+}
+
+// pruneLinkPins removes pins of links whose interface went away while no
+// daemon watched.
+func (l *Loader) pruneLinkPins() {
+	entries, err := os.ReadDir(l.pins.links)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		path := filepath.Join(l.pins.links, e.Name())
+		lk, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			continue
+		}
+		if linkIfindex(lk) == 0 {
+			lk.Unpin()
+		}
+		lk.Close()
+	}
 }
 
 // pinPrograms pins the programs so that status and explain find them while
@@ -163,8 +201,8 @@ func (l *Loader) pinPrograms() error {
 // Close releases the loader's file descriptors. Pinned maps, programs and
 // links stay and keep enforcing the last policy.
 func (l *Loader) Close() error {
-	if l.floor != nil {
-		l.floor.Close()
+	for _, prog := range l.floors {
+		prog.Close()
 	}
 	l.objs.close()
 	return nil

@@ -10,14 +10,15 @@ import (
 )
 
 // RequireRoot stops a test that needs CAP_BPF and CAP_NET_ADMIN when it runs
-// unprivileged. Outside CI it skips; in CI (CI set) it fails, because a skip
-// there would hide a broken data plane.
+// unprivileged. Outside CI it skips; in CI (CI set) and under make test
+// (EDGEWARD_STRICT set) it fails, because a skip there would hide a broken
+// data plane.
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() == 0 {
 		return
 	}
-	if os.Getenv("CI") != "" {
+	if os.Getenv("CI") != "" || os.Getenv("EDGEWARD_STRICT") != "" {
 		tb.Fatal("this test needs root (CAP_BPF, CAP_NET_ADMIN); CI must run as root")
 	}
 	tb.Skip("needs root (CAP_BPF, CAP_NET_ADMIN): run make test as root")
