@@ -62,6 +62,12 @@ func (d *daemon) serveControl(ln net.Listener) {
 		json.NewEncoder(w).Encode(res)
 	})
 
+	mux.HandleFunc("POST /v1/stop", func(w http.ResponseWriter, r *http.Request) {
+		d.log.Info("asked to stop over the control socket")
+		w.WriteHeader(http.StatusNoContent)
+		d.stop()
+	})
+
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		d.log.Error("control socket stopped", "err", err)
@@ -109,4 +115,26 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "reloaded: policy generation %d is active\n", res.Generation)
 	return exitOK
+}
+
+// stopDaemon asks a daemon listening on socket to stop and waits until the
+// socket is gone. It reports whether a daemon answered.
+func stopDaemon(socket string) bool {
+	client := controlClient(socket)
+	client.Timeout = 5 * time.Second
+	resp, err := client.Post("http://edgeward/v1/stop", "application/json", nil)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		conn, err := net.DialTimeout("unix", socket, time.Second)
+		if err != nil {
+			return true
+		}
+		conn.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/loader"
 )
 
 // commandFlags is a flag set with the -c flag every command takes.
@@ -44,4 +45,20 @@ func (f *commandFlags) loadConfig(stderr io.Writer) (*config.Config, bool) {
 		return nil, false
 	}
 	return cfg, true
+}
+
+// loadPolicy loads the config and compiles its policy, without touching
+// the kernel, and prints what keeps the policy from fitting the data
+// plane.
+func (f *commandFlags) loadPolicy(stderr io.Writer) (*config.Config, *loader.Policy, bool) {
+	cfg, ok := f.loadConfig(stderr)
+	if !ok {
+		return nil, nil, false
+	}
+	p, err := loader.Compile(cfg, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: endpoints: %v\n", cfg.File, err)
+		return nil, nil, false
+	}
+	return cfg, p, true
 }

@@ -35,7 +35,7 @@ func newCollector(d *daemon) *collector {
 		d:                d,
 		packets:          desc("packets_total", "Packets judged by the data plane, by hook, verdict and reason.", "hook", "verdict", "reason"),
 		bytes:            desc("bytes_total", "Bytes of the packets judged by the data plane, by hook, verdict and reason.", "hook", "verdict", "reason"),
-		policyEntries:    desc("policy_entries", "Entries of the active policy map, the settings entry included."),
+		policyEntries:    desc("policy_entries", "Entries of the active policy maps (IPv4 and IPv6 prefixes)."),
 		policyCapacity:   desc("policy_capacity", "Most entries one policy may have."),
 		policyGeneration: desc("policy_generation", "Generation number of the active policy."),
 		auditMode:        desc("audit_mode", "1 when the active policy only counts what it would drop."),

@@ -32,7 +32,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if status, ok := f.parse(args); !ok {
 		return status
 	}
-	cfg, ok := f.loadConfig(stderr)
+	// Compiling the policy first proves it fits before the kernel is
+	// touched.
+	cfg, _, ok := f.loadPolicy(stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -41,7 +43,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	d := &daemon{cfg: cfg, log: log, forceClsact: *forceClsact}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &daemon{cfg: cfg, log: log, forceClsact: *forceClsact, stop: cancel}
 	if err := d.run(ctx); err != nil {
 		log.Error("edgeward stopped", "err", err)
 		return exitFailure
@@ -54,6 +58,7 @@ type daemon struct {
 	cfg         *config.Config
 	log         *slog.Logger
 	forceClsact bool
+	stop        context.CancelFunc // ends run, leaving enforcement in place
 
 	loader   *loader.Loader
 	enforcer *enforcer
@@ -89,6 +94,9 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	d.enforcer = newEnforcer(d.cfg, d.loader, d.log)
+	if err := d.enforceExisting(); err != nil {
+		return err
+	}
 
 	go d.serveMetrics(metricsLn)
 	go d.serveControl(controlLn)
@@ -118,6 +126,20 @@ func (d *daemon) applyPolicy(cfg *config.Config) (uint32, error) {
 	d.log.Info("policy applied", "generation", p.Generation, "mode", cfg.Mode,
 		"endpoints", len(cfg.Endpoints), "entries", p.Entries(), "capacity", loader.MaxRules)
 	return p.Generation, nil
+}
+
+// enforceExisting brings every interface present now to what its role
+// needs before the daemon reports ready; the watch then keeps it so.
+func (d *daemon) enforceExisting() error {
+	links, err := netwatch.List()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		d.enforcer.handle(netwatch.Event{Link: l})
+	}
+	d.log.Info("ready", "interfaces", len(links), "pins", d.cfg.Paths.BPFFS)
+	return nil
 }
 
 // watchInterfaces feeds interface events to the enforcer, starting over

@@ -7,8 +7,9 @@ import (
 	"github.com/edgeward/edgeward/loader"
 )
 
-// cmdUnload ends enforcement: it detaches every program of Edgeward in the
-// current network namespace and removes its pins. Run it in the namespace
+// cmdUnload ends enforcement: it stops a running daemon, detaches every
+// program of Edgeward in the current network namespace and removes its
+// pins. Run it in the namespace
 // the daemon enforces (ip netns exec NS edgeward unload -c FILE).
 func cmdUnload(args []string, stdout, stderr io.Writer) int {
 	f := newFlags("unload", stderr)
@@ -20,13 +21,18 @@ func cmdUnload(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	// A daemon left running would report enforcement it no longer has.
+	if stopDaemon(cfg.Paths.Socket) {
+		fmt.Fprintln(stdout, "stopped the running edgeward daemon")
+	}
+
 	before, _ := loader.Attachments(cfg.Paths.BPFFS)
 	if err := loader.Unload(cfg.Paths.BPFFS); err != nil {
 		fmt.Fprintf(stderr, "edgeward unload: %v\n", err)
 		return exitFailure
 	}
 	for _, a := range before {
-		fmt.Fprintf(stdout, "detached %s from %s\n", a.Mode, a.Name)
+		fmt.Fprintf(stdout, "detached %s (%s) from %s\n", a.Hook, a.Mode, a.Name)
 	}
 	fmt.Fprintf(stdout, "removed pins under %s; nothing of Edgeward enforces here now\n", cfg.Paths.BPFFS)
 	return exitOK

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/loader"
 )
 
 // cmdValidate checks a config file and touches nothing else.
@@ -14,12 +15,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return status
 	}
 
-	cfg, ok := f.loadConfig(stderr)
+	cfg, p, ok := f.loadPolicy(stderr)
 	if !ok {
 		return exitUsage
 	}
-	fmt.Fprintf(stdout, "%s: valid: mode %s, %d endpoints, proxy %s\n",
-		cfg.File, cfg.Mode, len(cfg.Endpoints), proxyString(cfg))
+	fmt.Fprintf(stdout, "%s: valid: mode %s, %d endpoints (%d of %d policy entries), proxy %s\n",
+		cfg.File, cfg.Mode, len(cfg.Endpoints), p.Entries(), loader.MaxRules, proxyString(cfg))
 	return exitOK
 }
 

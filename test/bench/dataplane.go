@@ -86,11 +86,11 @@ func measure(l *loader.Loader, packet []byte, repeat, rounds int) (result, error
 	var prog, floor []float64
 	var ret uint32
 	for range rounds {
-		d, r, err := l.Benchmark(loader.BenchEgress, packet, repeat)
+		d, r, err := l.Benchmark(loader.BenchEgress, packet, repeat, 0)
 		if err != nil {
 			return result{}, err
 		}
-		f, _, err := l.Benchmark(loader.BenchFloor, packet, repeat)
+		f, _, err := l.Benchmark(loader.BenchFloor, packet, repeat, 0)
 		if err != nil {
 			return result{}, err
 		}

@@ -114,11 +114,14 @@ func TestKillKeepsPolicyAndUnloadRemovesAll(t *testing.T) {
 
 	g.start()
 	assertOneAttachment(t, g, sb.GatewayWANIface)
-	g.kill()
 
+	// Unload with the daemon running stops it too.
 	out, err := g.cli("unload", "-c", g.cfgPath)
 	if err != nil {
 		t.Fatalf("unload: %v\n%s", err, out)
+	}
+	if err := g.daemon.Wait(5 * time.Second); !g.daemon.Exited() {
+		t.Errorf("daemon still running after unload (%v):\n%s", err, out)
 	}
 	assertNothingLeft(t, g)
 	g.expect([]probe{{"internet host after unload", sb.OT, "https", httpsURL(sb.InternetHost4), true}})
@@ -146,6 +149,14 @@ func TestClsactFallback(t *testing.T) {
 	filters := run(t, "tc", "-n", g.sb.NetNS(sb.Gateway), "filter", "show", "dev", sb.GatewayWANIface, "egress")
 	if n := strings.Count(filters, "edgeward_tc_egress"); n != 1 {
 		t.Errorf("%d edgeward filters on %s after a restart, want 1:\n%s", n, sb.GatewayWANIface, filters)
+	}
+
+	// Back to tcx: the clsact filter goes, one program judges.
+	g.kill()
+	g.start()
+	filters = run(t, "tc", "-n", g.sb.NetNS(sb.Gateway), "filter", "show", "dev", sb.GatewayWANIface, "egress")
+	if strings.Contains(filters, "edgeward") || tcxEgressPrograms(t, g, sb.GatewayWANIface) != 1 {
+		t.Errorf("after switching back to tcx: want one tcx program and no filter; filters:\n%s", filters)
 	}
 
 	g.daemon.Stop()

@@ -55,7 +55,23 @@ func (g *gateway) start(extra ...string) {
 		g.t.Fatal(err)
 	}
 	g.daemon = p
-	g.waitAttached(sandbox.GatewayWANIface, 10*time.Second)
+	g.waitReady(10 * time.Second)
+}
+
+// waitReady waits until the daemon just started logs that it enforces
+// every interface.
+func (g *gateway) waitReady(timeout time.Duration) {
+	g.t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if strings.Contains(g.daemon.Tail(1000), "msg=ready") {
+			return
+		}
+		if g.daemon.Exited() {
+			g.t.Fatalf("daemon exited before it was ready:\n%s", g.daemon.Tail(20))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.t.Fatalf("daemon not ready after %s:\n%s", timeout, g.daemon.Tail(20))
 }
 
 // kill ends the daemon with SIGKILL, as a crash would.
