@@ -21,7 +21,7 @@ export EDGEWARD_STRICT := 1
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
 deps: ## install missing system packages with apt-get (as root)
@@ -41,6 +41,10 @@ build: ## build bin/edgeward (needs no C compiler)
 .PHONY: test
 test: deps build ## run every test, as root; fails on any skipped test
 	@scripts/test.sh
+
+.PHONY: test-kernels
+test-kernels: ## run the kernel tests in qemu on Debian's 6.1 and 6.12 kernels and here (root)
+	@scripts/test-kernels.sh
 
 .PHONY: demo
 demo: deps build ## run the enforcer on real traffic in a network sandbox
