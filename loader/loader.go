@@ -25,10 +25,10 @@ type Options struct {
 // attachments and the active policy. Close releases the Loader's file
 // descriptors and leaves everything pinned enforcing; Unload removes it.
 type Loader struct {
-	opts  Options
-	spec  *ebpf.CollectionSpec
-	objs  objects
-	pins  pinLayout
+	opts   Options
+	spec   *ebpf.CollectionSpec
+	objs   objects
+	pins   pinLayout
 	floors map[string]*ebpf.Program // empty programs, loaded by Benchmark only
 
 	// xdpModes remembers native or generic per interface, for links this
