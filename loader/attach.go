@@ -201,9 +201,12 @@ func (l *Loader) attachXDP(iface Interface, p hookPlan) (AttachMode, error) {
 		return l.xdpModes[iface.Index], nil
 	}
 
-	mode := ModeXDPNative
-	lk, err := link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: iface.Index, Flags: link.XDPDriverMode})
-	if err != nil {
+	mode, err := ModeXDPNative, error(nil)
+	var lk link.Link
+	if !l.opts.XDPGeneric {
+		lk, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: iface.Index, Flags: link.XDPDriverMode})
+	}
+	if l.opts.XDPGeneric || err != nil {
 		mode = ModeXDPGeneric
 		lk, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: iface.Index, Flags: link.XDPGenericMode})
 	}

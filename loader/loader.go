@@ -19,6 +19,10 @@ type Options struct {
 	// ForceClsact attaches through a clsact qdisc even where tcx exists.
 	// Tests use it to cover the fallback on a new kernel.
 	ForceClsact bool
+	// XDPGeneric attaches XDP programs in generic mode even where the
+	// driver has native XDP. On a veth, native XDP adds a ring between the
+	// peers; benchmarks compare both.
+	XDPGeneric bool
 }
 
 // Loader owns Edgeward's objects in the kernel: programs, pinned maps,

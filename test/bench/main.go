@@ -22,6 +22,9 @@ func main() {
 	out := flag.String("out", "", "also write the results to this `file`")
 	repeat := flag.Int("repeat", 200000, "BPF_PROG_TEST_RUN repetitions per measurement")
 	rounds := flag.Int("rounds", 5, "measurements per figure; the median is reported")
+	entries := flag.Int("entries", 1000, "rules, set elements and endpoints in the pipeline comparison")
+	rate := flag.Int("rate", 200000, "offered packets/s in the pipeline comparison")
+	packets := flag.Int("packets", 1000000, "packets per filter in the pipeline comparison")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark driver to `file`")
 	flag.Parse()
 
@@ -47,6 +50,12 @@ func main() {
 	}
 	printMachine(w)
 	if err := benchDataPlane(w, *repeat, *rounds); err != nil {
+		fatal(err)
+	}
+	if err := benchXDPPrograms(w, *repeat, *rounds); err != nil {
+		fatal(err)
+	}
+	if err := benchPipeline(w, *entries, *rate, *packets); err != nil {
 		fatal(err)
 	}
 }
