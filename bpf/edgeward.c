@@ -40,6 +40,87 @@ static __noinline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
 	c->bytes += len;
 }
 
+/* ew_event_allowed takes a token from this CPU's event budget. */
+static __always_inline int ew_event_allowed(void)
+{
+	struct ew_event_budget *b;
+	__u32 zero = 0;
+	__u64 now, tokens;
+
+	b = bpf_map_lookup_elem(&ew_event_budgets, &zero);
+	if (!b)
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	tokens = b->tokens_x1000 + (now - b->last_ns) * EW_EVENT_RATE / 1000000;
+	if (tokens > EW_EVENT_BURST * 1000)
+		tokens = EW_EVENT_BURST * 1000;
+	b->last_ns = now;
+	if (tokens < 1000) {
+		b->tokens_x1000 = tokens;
+		return 0;
+	}
+	b->tokens_x1000 = tokens - 1000;
+	return 1;
+}
+
+static __always_inline void ew_count_loss(__u32 cause)
+{
+	__u64 *n = bpf_map_lookup_elem(&ew_event_losses, &cause);
+
+	if (n)
+		*n += 1;
+}
+
+/* ew_event_fill copies what a deny event tells of the packet and the
+ * decision. Not inlined: its parameter puts struct ew_event into BTF for
+ * the generated Go bindings. */
+static __noinline void ew_event_fill(struct ew_event *e,
+				     const struct ew_decision *d,
+				     const struct ew_packet *pkt)
+{
+	if (!e || !d || !pkt)
+		return;
+	e->time_ns = bpf_ktime_get_boot_ns();
+	e->generation = d->generation;
+	e->reason = d->reason;
+	e->family = pkt->family;
+	e->proto = pkt->proto;
+	e->pad = 0;
+	e->sport = pkt->sport;
+	e->dport = pkt->dport;
+	e->pad2 = 0;
+	__builtin_memcpy(e->saddr, pkt->saddr, sizeof(e->saddr));
+	__builtin_memcpy(e->daddr, pkt->daddr, sizeof(e->daddr));
+}
+
+/* ew_emit sends a deny event, within the rate limit; every event not sent
+ * is counted. Not inlined: one copy serves every hook, and it runs only
+ * for denied packets. */
+static __noinline void ew_emit(enum ew_hook hook, enum ew_verdict verdict,
+			       const struct ew_decision *d,
+			       const struct ew_packet *pkt, __u32 ifindex)
+{
+	struct ew_event *e;
+
+	if (!d || !pkt)
+		return;
+	if (!ew_event_allowed()) {
+		ew_count_loss(EW_LOSS_RATE_LIMITED);
+		return;
+	}
+	e = bpf_ringbuf_reserve(&ew_events, sizeof(*e), 0);
+	if (!e) {
+		ew_count_loss(EW_LOSS_RING_FULL);
+		return;
+	}
+
+	e->hook = hook;
+	e->verdict = verdict;
+	e->ifindex = ifindex;
+	ew_event_fill(e, d, pkt);
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* ew_verdict turns a reason into a verdict under the policy's mode. A
  * packet no step decided on (EW_REASON_UNKNOWN) is denied: fail closed. */
 static __always_inline enum ew_verdict ew_verdict(__u8 reason, __u8 mode)
@@ -140,6 +221,7 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 		d->reason = d->reason ?: EW_REASON_NO_POLICY;
 		return EW_MODE_ENFORCE;
 	}
+	d->generation = s->generation;
 	if (d->reason != EW_REASON_UNKNOWN)
 		return s->mode;
 
@@ -239,6 +321,7 @@ __noinline int ew_judge_ingress(struct ew_packet *pkt,
 		return EW_MODE_ENFORCE;
 	}
 
+	d->generation = s->generation;
 	if (d->reason == EW_REASON_UNKNOWN)
 		ew_decide_ingress(s, slot, pkt, inner, d);
 	return s->mode;
@@ -342,6 +425,7 @@ __noinline int ew_judge_lan(struct xdp_md *ctx, struct ew_packet *pkt,
 		return EW_MODE_ENFORCE;
 	}
 
+	d->generation = s->generation;
 	if (d->reason == EW_REASON_UNKNOWN)
 		ew_decide_lan(ctx, s, slot, pkt, d);
 	return s->mode;
@@ -388,17 +472,20 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 	mode = ew_judge_egress(skb, &pkt, &inner, &d);
 	verdict = ew_verdict(d.reason, mode);
 	ew_count(EW_HOOK_TC_EGRESS, verdict, d.reason, skb->len);
+	if (verdict != EW_VERDICT_PASS)
+		ew_emit(EW_HOOK_TC_EGRESS, verdict, &d, &pkt, skb->ifindex);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* ew_ingress_decide parses and judges one packet arriving on an uplink and
  * returns its verdict. */
 static __always_inline enum ew_verdict ew_ingress_decide(struct ew_cursor *c,
-							 int l3,
+							 int l3, __u32 ifindex,
 							 struct ew_decision *d)
 {
 	struct ew_icmp_inner inner = {};
 	struct ew_packet pkt = {};
+	enum ew_verdict verdict;
 	int mode;
 
 	d->reason = ew_parse(c, l3, &pkt);
@@ -406,7 +493,10 @@ static __always_inline enum ew_verdict ew_ingress_decide(struct ew_cursor *c,
 		ew_parse_icmp_inner(c, &pkt, &inner);
 
 	mode = ew_judge_ingress(&pkt, &inner, d);
-	return ew_verdict(d->reason, mode);
+	verdict = ew_verdict(d->reason, mode);
+	if (verdict != EW_VERDICT_PASS)
+		ew_emit(EW_HOOK_UPLINK_INGRESS, verdict, d, &pkt, ifindex);
+	return verdict;
 }
 
 SEC("tc")
@@ -432,7 +522,7 @@ int xdp_uplink(struct xdp_md *ctx)
 
 	c.pos = (void *)(long)ctx->data;
 	c.end = (void *)(long)ctx->data_end;
-	verdict = ew_ingress_decide(&c, 0, &d);
+	verdict = ew_ingress_decide(&c, 0, ctx->ingress_ifindex, &d);
 	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason,
 		 ctx->data_end - ctx->data);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
@@ -450,7 +540,7 @@ int tc_ingress_l3(struct __sk_buff *skb)
 	ew_linearize(skb);
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
-	verdict = ew_ingress_decide(&c, 1, &d);
+	verdict = ew_ingress_decide(&c, 1, skb->ifindex, &d);
 	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason, skb->len);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
@@ -473,6 +563,8 @@ int xdp_lan(struct xdp_md *ctx)
 	mode = ew_judge_lan(ctx, &pkt, &d);
 	verdict = ew_verdict(d.reason, mode);
 	ew_count(EW_HOOK_XDP_LAN, verdict, d.reason, ctx->data_end - ctx->data);
+	if (verdict != EW_VERDICT_PASS)
+		ew_emit(EW_HOOK_XDP_LAN, verdict, &d, &pkt, ctx->ingress_ifindex);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 

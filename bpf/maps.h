@@ -184,6 +184,64 @@ struct {
 	__type(value, struct ew_flow);
 } ew_flows SEC(".maps");
 
+/* A packet that was dropped (or, in audit mode, would have been), for the
+ * daemon's log and `edgeward events`. Addresses in network order, ports
+ * in host order. */
+struct ew_event {
+	__u64 time_ns;    /* bpf_ktime_get_boot_ns() */
+	__u32 generation; /* of the policy that judged it */
+	__u32 ifindex;
+	__u8 hook;
+	__u8 verdict;
+	__u8 reason;
+	__u8 family;
+	__u8 proto;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u16 pad2;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+/* Deny events to user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} ew_events SEC(".maps");
+
+/* Events one CPU may send per second, and at once after a quiet spell. */
+#define EW_EVENT_RATE 200
+#define EW_EVENT_BURST 200
+
+/* Token bucket of one CPU for deny events. */
+struct ew_event_budget {
+	__u64 tokens_x1000; /* tokens, in thousandths */
+	__u64 last_ns;
+};
+
+/* 0 -> this CPU's event budget. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_event_budget);
+} ew_event_budgets SEC(".maps");
+
+enum ew_event_loss {
+	EW_LOSS_RATE_LIMITED = 0,
+	EW_LOSS_RING_FULL = 1,
+	EW_LOSS_MAX = 2,
+};
+
+/* Cause -> deny events not sent, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EW_LOSS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ew_event_losses SEC(".maps");
+
 /* Packets and bytes of one (hook, verdict, reason) cell. */
 struct ew_counter {
 	__u64 packets;

@@ -22,10 +22,12 @@
 #define EW_ND_ROUTER_ADVERT 134
 #define EW_MLD_QUERY 130
 
-/* A decision: the reason, and the endpoint that granted it (for explain). */
+/* A decision: the reason, the endpoint that granted it, and the policy
+ * generation that made it. */
 struct ew_decision {
 	__u8 reason;
 	__u16 endpoint;
+	__u32 generation;
 };
 
 /* ew_mask_v4 keeps the first len bits of a network-order IPv4 address. */

@@ -19,6 +19,31 @@ type edgewardEwCounter struct {
 	Bytes   uint64
 }
 
+type edgewardEwEvent struct {
+	_          structs.HostLayout
+	TimeNs     uint64
+	Generation uint32
+	Ifindex    uint32
+	Hook       uint8
+	Verdict    uint8
+	Reason     uint8
+	Family     uint8
+	Proto      uint8
+	Pad        uint8
+	Sport      uint16
+	Dport      uint16
+	Pad2       uint16
+	Saddr      [4]uint32
+	Daddr      [4]uint32
+	_          [4]byte
+}
+
+type edgewardEwEventBudget struct {
+	_           structs.HostLayout
+	TokensX1000 uint64
+	LastNs      uint64
+}
+
 type edgewardEwFlow struct {
 	_        structs.HostLayout
 	Expires  uint64
@@ -156,6 +181,9 @@ const (
 const (
 	edgewardMapEwActive         = "ew_active"
 	edgewardMapEwCounters       = "ew_counters"
+	edgewardMapEwEventBudgets   = "ew_event_budgets"
+	edgewardMapEwEventLosses    = "ew_event_losses"
+	edgewardMapEwEvents         = "ew_events"
 	edgewardMapEwFlows          = "ew_flows"
 	edgewardMapEwFrags          = "ew_frags"
 	edgewardMapEwIfaces         = "ew_ifaces"
@@ -228,6 +256,9 @@ type edgewardProgramSpecs struct {
 type edgewardMapSpecs struct {
 	EwActive         *ebpf.MapSpec `ebpf:"ew_active"`
 	EwCounters       *ebpf.MapSpec `ebpf:"ew_counters"`
+	EwEventBudgets   *ebpf.MapSpec `ebpf:"ew_event_budgets"`
+	EwEventLosses    *ebpf.MapSpec `ebpf:"ew_event_losses"`
+	EwEvents         *ebpf.MapSpec `ebpf:"ew_events"`
 	EwFlows          *ebpf.MapSpec `ebpf:"ew_flows"`
 	EwFrags          *ebpf.MapSpec `ebpf:"ew_frags"`
 	EwIfaces         *ebpf.MapSpec `ebpf:"ew_ifaces"`
@@ -264,6 +295,9 @@ func (o *edgewardObjects) Close() error {
 type edgewardMaps struct {
 	EwActive         *ebpf.Map `ebpf:"ew_active"`
 	EwCounters       *ebpf.Map `ebpf:"ew_counters"`
+	EwEventBudgets   *ebpf.Map `ebpf:"ew_event_budgets"`
+	EwEventLosses    *ebpf.Map `ebpf:"ew_event_losses"`
+	EwEvents         *ebpf.Map `ebpf:"ew_events"`
 	EwFlows          *ebpf.Map `ebpf:"ew_flows"`
 	EwFrags          *ebpf.Map `ebpf:"ew_frags"`
 	EwIfaces         *ebpf.Map `ebpf:"ew_ifaces"`
@@ -276,6 +310,9 @@ func (m *edgewardMaps) Close() error {
 	return _EdgewardClose(
 		m.EwActive,
 		m.EwCounters,
+		m.EwEventBudgets,
+		m.EwEventLosses,
+		m.EwEvents,
 		m.EwFlows,
 		m.EwFrags,
 		m.EwIfaces,

@@ -51,6 +51,9 @@ type objects struct {
 	Counters    *ebpf.Map     `ebpf:"ew_counters"`
 	Ifaces      *ebpf.Map     `ebpf:"ew_ifaces"`
 	Flows       *ebpf.Map     `ebpf:"ew_flows"`
+	Events      *ebpf.Map     `ebpf:"ew_events"`
+	Losses      *ebpf.Map     `ebpf:"ew_event_losses"`
+	Budgets     *ebpf.Map     `ebpf:"ew_event_budgets"`
 	Frags       *ebpf.Map     `ebpf:"ew_frags"`
 	Active      *ebpf.Map     `ebpf:"ew_active"`
 	Settings    *ebpf.Map     `ebpf:"ew_policy_settings"`
@@ -61,7 +64,7 @@ type objects struct {
 func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
 		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN,
-		o.Counters, o.Ifaces, o.Flows, o.Frags,
+		o.Counters, o.Ifaces, o.Flows, o.Frags, o.Events, o.Losses, o.Budgets,
 		o.Active, o.Settings, o.Rules4, o.Rules6,
 	} {
 		if c != nil {
@@ -73,6 +76,7 @@ func (o *objects) close() {
 // pinnedMaps are the maps that survive the daemon, by name.
 var pinnedMaps = []string{
 	"ew_counters", "ew_frags", "ew_flows", "ew_ifaces",
+	"ew_events", "ew_event_losses", "ew_event_budgets",
 	"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
 }
 

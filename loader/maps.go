@@ -161,6 +161,7 @@ type Maps struct {
 	counters *ebpf.Map
 	active   *ebpf.Map
 	settings *ebpf.Map
+	losses   *ebpf.Map
 	owned    bool
 }
 
@@ -173,6 +174,7 @@ func OpenPinned(pinPath string) (*Maps, error) {
 		"ew_counters":        &m.counters,
 		"ew_active":          &m.active,
 		"ew_policy_settings": &m.settings,
+		"ew_event_losses":    &m.losses,
 	} {
 		pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -187,7 +189,7 @@ func OpenPinned(pinPath string) (*Maps, error) {
 // Maps returns a reader of the loader's own maps. It shares the loader's
 // file descriptors; its Close does nothing.
 func (l *Loader) Maps() *Maps {
-	return &Maps{counters: l.objs.Counters, active: l.objs.Active, settings: l.objs.Settings}
+	return &Maps{counters: l.objs.Counters, active: l.objs.Active, settings: l.objs.Settings, losses: l.objs.Losses}
 }
 
 // Close releases the maps opened by OpenPinned.
@@ -196,7 +198,7 @@ func (m *Maps) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, mp := range []*ebpf.Map{m.counters, m.active, m.settings} {
+	for _, mp := range []*ebpf.Map{m.counters, m.active, m.settings, m.losses} {
 		if mp != nil {
 			errs = append(errs, mp.Close())
 		}

@@ -62,6 +62,7 @@ func (d *daemon) serveControl(ln net.Listener) {
 		json.NewEncoder(w).Encode(res)
 	})
 
+	mux.HandleFunc("GET /v1/events", d.events.serveEvents)
 	mux.HandleFunc("POST /v1/stop", func(w http.ResponseWriter, r *http.Request) {
 		d.log.Info("asked to stop over the control socket")
 		w.WriteHeader(http.StatusNoContent)

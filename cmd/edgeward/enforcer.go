@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -146,4 +147,15 @@ func loaderRole(r config.Role) loader.Role {
 		return loader.RoleLoopback
 	}
 	return loader.RoleUplink
+}
+
+// name returns the name of the interface with index ifindex, as the
+// enforcer last saw it.
+func (e *enforcer) name(ifindex int) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st, ok := e.links[ifindex]; ok {
+		return st.link.Name
+	}
+	return fmt.Sprintf("if%d", ifindex)
 }

@@ -25,6 +25,8 @@ type collector struct {
 	reloadTimestamp  *prometheus.Desc
 	buildInfo        *prometheus.Desc
 	scrapeErrors     *prometheus.Desc
+	eventsLost       *prometheus.Desc
+	eventLogSkipped  *prometheus.Desc
 }
 
 func newCollector(d *daemon) *collector {
@@ -44,6 +46,8 @@ func newCollector(d *daemon) *collector {
 		reloadFailed:     desc("config_last_reload_failed", "1 when the last reload was rejected and the previous policy kept."),
 		reloadTimestamp:  desc("config_last_reload_timestamp_seconds", "When the config was last reloaded (Unix time), 0 if never."),
 		buildInfo:        desc("build_info", "Build information; the value is 1.", "version", "goversion"),
+		eventsLost:       desc("events_lost_total", "Deny events the kernel did not send, by cause (rate_limited, ring_full).", "cause"),
+		eventLogSkipped:  desc("event_log_lines_suppressed_total", "Deny events not written to the log because of its rate limit."),
 		scrapeErrors:     desc("scrape_errors", "Kernel maps that could not be read during this scrape."),
 	}
 }
@@ -67,6 +71,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		failures++
 	}
 	c.collectInterfaces(ch)
+	if losses, err := maps.EventLosses(); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.eventsLost, prometheus.CounterValue, float64(losses.RateLimited), "rate_limited")
+		ch <- prometheus.MustNewConstMetric(c.eventsLost, prometheus.CounterValue, float64(losses.RingFull), "ring_full")
+	} else {
+		failures++
+	}
+	if c.d.events != nil {
+		ch <- prometheus.MustNewConstMetric(c.eventLogSkipped, prometheus.CounterValue, float64(c.d.events.suppressed.Load()))
+	}
 
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)

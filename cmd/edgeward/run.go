@@ -62,6 +62,7 @@ type daemon struct {
 
 	loader   *loader.Loader
 	enforcer *enforcer
+	events   *eventHub
 
 	reloadMu sync.Mutex // one reload at a time: SIGHUP and the socket
 
@@ -97,6 +98,14 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.enforceExisting(); err != nil {
 		return err
 	}
+	events, err := d.loader.Events()
+	if err != nil {
+		return err
+	}
+	defer events.Close()
+	d.events = newEventHub(d.log, d.enforcer.name)
+	go d.events.run(events)
+	go d.events.logSuppressed(ctx, 10*time.Second)
 
 	go d.serveMetrics(metricsLn)
 	go d.serveControl(controlLn)
