@@ -135,6 +135,24 @@ static __always_inline void ew_flow_track(const struct ew_packet *pkt,
 	ew_flow_open(pkt, d, ew_flow_next(EW_FLOW_NEW, pkt->tcp_flags, 0));
 }
 
+/* ew_flow_continues lets a packet of a live flow leave that a learned
+ * destination opened, after the entry itself expired: a long-lived
+ * connection (an MQTT session) outlives the DNS answer that allowed it. */
+static __always_inline void ew_flow_continues(const struct ew_packet *pkt,
+					      struct ew_decision *d)
+{
+	struct ew_flow_key key = {};
+	struct ew_flow *f;
+
+	if (!pkt->has_ports || pkt->later_fragment)
+		return;
+	ew_flow_key_local(&key, pkt);
+	f = bpf_map_lookup_elem(&ew_flows, &key);
+	if (f && f->reason == EW_REASON_LEARNED &&
+	    f->expires > bpf_ktime_get_boot_ns())
+		d->reason = EW_REASON_FLOW;
+}
+
 /* ew_flow_reply returns the live flow that an arriving packet answers, and
  * moves it along, or NULL. */
 static __always_inline struct ew_flow *

@@ -132,6 +132,34 @@ struct {
 	__array(values, struct ew_rules6_inner);
 } ew_rules6 SEC(".maps");
 
+/* Key of a learned destination: IPv4 in addr[0], network order. */
+struct ew_learned_key {
+	__u32 family;
+	__u32 addr[4];
+};
+
+/* What a learned destination allows, and until when. */
+struct ew_learned {
+	__u64 expires;  /* bpf_ktime_get_boot_ns(); past it the entry is dead */
+	__u16 name;     /* index of the allowlist entry that taught it */
+	__u8 nranges;
+	__u8 pad;
+	__u32 pad2;
+	struct ew_port_range ranges[EW_MAX_RANGES];
+};
+
+#define EW_MAX_LEARNED 65536
+
+/* Address the DNS guard resolved for an allowed name -> its ports and
+ * expiry. Written by the daemon before the answer is released; expiry is
+ * checked here, against the kernel clock. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EW_MAX_LEARNED);
+	__type(key, struct ew_learned_key);
+	__type(value, struct ew_learned);
+} ew_learned_dests SEC(".maps");
+
 /* Role of an interface, as the daemon classified it. */
 enum ew_role {
 	EW_ROLE_UPLINK = 0,

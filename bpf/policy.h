@@ -120,6 +120,42 @@ static __noinline void ew_match_ports(const struct ew_rule *rule,
 	}
 }
 
+/* ew_match_learned allows a packet to a destination the DNS guard learned,
+ * while the entry lives. Not inlined: its parameter puts the learned
+ * value's type into BTF. */
+static __noinline void ew_match_learned(const struct ew_learned *l,
+					const struct ew_packet *pkt,
+					struct ew_decision *d)
+{
+	if (!l || l->expires <= bpf_ktime_get_boot_ns())
+		return;
+	for (int i = 0; i < EW_MAX_RANGES; i++) {
+		const struct ew_port_range *r = &l->ranges[i];
+
+		if (i >= l->nranges)
+			break;
+		if (r->proto == pkt->proto && pkt->dport >= r->first &&
+		    pkt->dport <= r->last) {
+			d->reason = EW_REASON_LEARNED;
+			d->endpoint = l->name;
+			return;
+		}
+	}
+}
+
+/* ew_lookup_learned looks for the destination among learned addresses. */
+static __always_inline void ew_lookup_learned(const struct ew_packet *pkt,
+					      struct ew_decision *d)
+{
+	struct ew_learned_key key = { .family = pkt->family };
+	struct ew_learned *l;
+
+	__builtin_memcpy(key.addr, pkt->daddr, sizeof(key.addr));
+	l = bpf_map_lookup_elem(&ew_learned_dests, &key);
+	if (l)
+		ew_match_learned(l, pkt, d);
+}
+
 /* Scratch space for the map keys of one lookup. */
 struct ew_lookup_keys {
 	struct ew_rule4_key v4;
@@ -150,6 +186,8 @@ static __noinline void ew_lookup_policy(const struct ew_settings *s,
 	}
 	if (rule)
 		ew_match_ports(rule, pkt, d);
+	if (d->reason == EW_REASON_NO_RULE)
+		ew_lookup_learned(pkt, d);
 }
 
 /* ew_link_scope tells whether the destination never leaves the link:

@@ -90,6 +90,22 @@ const (
 	edgewardEwHookEW_HOOK_MAX            edgewardEwHook = 4
 )
 
+type edgewardEwLearned struct {
+	_       structs.HostLayout
+	Expires uint64
+	Name    uint16
+	Nranges uint8
+	Pad     uint8
+	Pad2    uint32
+	Ranges  [16]edgewardEwPortRange
+}
+
+type edgewardEwLearnedKey struct {
+	_      structs.HostLayout
+	Family uint32
+	Addr   [4]uint32
+}
+
 type edgewardEwPortRange struct {
 	_        structs.HostLayout
 	First    uint16
@@ -187,6 +203,7 @@ const (
 	edgewardMapEwFlows          = "ew_flows"
 	edgewardMapEwFrags          = "ew_frags"
 	edgewardMapEwIfaces         = "ew_ifaces"
+	edgewardMapEwLearnedDests   = "ew_learned_dests"
 	edgewardMapEwPolicySettings = "ew_policy_settings"
 	edgewardMapEwRules4         = "ew_rules4"
 	edgewardMapEwRules6         = "ew_rules6"
@@ -262,6 +279,7 @@ type edgewardMapSpecs struct {
 	EwFlows          *ebpf.MapSpec `ebpf:"ew_flows"`
 	EwFrags          *ebpf.MapSpec `ebpf:"ew_frags"`
 	EwIfaces         *ebpf.MapSpec `ebpf:"ew_ifaces"`
+	EwLearnedDests   *ebpf.MapSpec `ebpf:"ew_learned_dests"`
 	EwPolicySettings *ebpf.MapSpec `ebpf:"ew_policy_settings"`
 	EwRules4         *ebpf.MapSpec `ebpf:"ew_rules4"`
 	EwRules6         *ebpf.MapSpec `ebpf:"ew_rules6"`
@@ -301,6 +319,7 @@ type edgewardMaps struct {
 	EwFlows          *ebpf.Map `ebpf:"ew_flows"`
 	EwFrags          *ebpf.Map `ebpf:"ew_frags"`
 	EwIfaces         *ebpf.Map `ebpf:"ew_ifaces"`
+	EwLearnedDests   *ebpf.Map `ebpf:"ew_learned_dests"`
 	EwPolicySettings *ebpf.Map `ebpf:"ew_policy_settings"`
 	EwRules4         *ebpf.Map `ebpf:"ew_rules4"`
 	EwRules6         *ebpf.Map `ebpf:"ew_rules6"`
@@ -316,6 +335,7 @@ func (m *edgewardMaps) Close() error {
 		m.EwFlows,
 		m.EwFrags,
 		m.EwIfaces,
+		m.EwLearnedDests,
 		m.EwPolicySettings,
 		m.EwRules4,
 		m.EwRules6,

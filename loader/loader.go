@@ -54,6 +54,7 @@ type objects struct {
 	Events      *ebpf.Map     `ebpf:"ew_events"`
 	Losses      *ebpf.Map     `ebpf:"ew_event_losses"`
 	Budgets     *ebpf.Map     `ebpf:"ew_event_budgets"`
+	Learned     *ebpf.Map     `ebpf:"ew_learned_dests"`
 	Frags       *ebpf.Map     `ebpf:"ew_frags"`
 	Active      *ebpf.Map     `ebpf:"ew_active"`
 	Settings    *ebpf.Map     `ebpf:"ew_policy_settings"`
@@ -64,7 +65,7 @@ type objects struct {
 func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
 		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN,
-		o.Counters, o.Ifaces, o.Flows, o.Frags, o.Events, o.Losses, o.Budgets,
+		o.Counters, o.Ifaces, o.Flows, o.Frags, o.Events, o.Losses, o.Budgets, o.Learned,
 		o.Active, o.Settings, o.Rules4, o.Rules6,
 	} {
 		if c != nil {
@@ -76,7 +77,7 @@ func (o *objects) close() {
 // pinnedMaps are the maps that survive the daemon, by name.
 var pinnedMaps = []string{
 	"ew_counters", "ew_frags", "ew_flows", "ew_ifaces",
-	"ew_events", "ew_event_losses", "ew_event_budgets",
+	"ew_events", "ew_event_losses", "ew_event_budgets", "ew_learned_dests",
 	"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
 }
 
