@@ -107,7 +107,13 @@ func (d *daemon) run(ctx context.Context) error {
 	go d.events.run(events)
 	go d.events.logSuppressed(ctx, 10*time.Second)
 
-	go d.serveMetrics(metricsLn)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(d))
+	if err := d.startDNS(ctx, reg); err != nil {
+		return err
+	}
+
+	go d.serveMetrics(metricsLn, reg)
 	go d.serveControl(controlLn)
 	go d.watchInterfaces(ctx)
 	d.waitForSignals(ctx)
@@ -229,10 +235,7 @@ func (d *daemon) reloadLocked() (uint32, error) {
 	return gen, nil
 }
 
-func (d *daemon) serveMetrics(ln net.Listener) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(d))
-
+func (d *daemon) serveMetrics(ln net.Listener, reg *prometheus.Registry) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -32,6 +32,8 @@ type Params struct {
 	LANServices []string
 	// Ignore lists interfaces never to touch.
 	Ignore []string
+	// ExtraYAML is appended to the file as it is (a dns: or spool: section).
+	ExtraYAML string
 }
 
 // Endpoint is one more endpoint, written as in the file.

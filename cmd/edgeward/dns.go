@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+
+	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/dnsguard"
+	"github.com/edgeward/edgeward/loader"
+)
+
+// kernelLearner hands the DNS guard's learned destinations to the data
+// plane: the door between dnsguard and loader.
+type kernelLearner struct {
+	loader *loader.Loader
+	names  map[string]uint16 // allowlist pattern -> index in dns.names
+}
+
+func newKernelLearner(l *loader.Loader, cfg config.DNS) *kernelLearner {
+	k := &kernelLearner{loader: l, names: map[string]uint16{}}
+	for i, n := range cfg.Names {
+		k.names[n.Match] = uint16(i)
+	}
+	return k
+}
+
+// Learn writes the entries; the map update is done when it returns.
+func (k *kernelLearner) Learn(_ context.Context, entries []dnsguard.Learned) error {
+	dests := make([]loader.LearnedDest, len(entries))
+	for i, e := range entries {
+		dests[i] = loader.LearnedDest{Addr: e.Addr, Ports: e.Ports, Lifetime: e.Expires, Name: k.names[e.Name]}
+	}
+	return k.loader.Learn(dests)
+}
+
+// Forget removes entries the guard evicted.
+func (k *kernelLearner) Forget(_ context.Context, entries []dnsguard.Learned) error {
+	addrs := make([]netip.Addr, len(entries))
+	for i, e := range entries {
+		addrs[i] = e.Addr
+	}
+	return k.loader.Forget(addrs)
+}
+
+// restore reads what the kernel still holds, for the guard's view.
+func (k *kernelLearner) restore(cfg config.DNS) ([]dnsguard.Learned, error) {
+	dests, err := k.loader.LearnedDests()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dnsguard.Learned, 0, len(dests))
+	for _, d := range dests {
+		if int(d.Name) >= len(cfg.Names) {
+			continue // taught by a name no longer on the list
+		}
+		out = append(out, dnsguard.Learned{Addr: d.Addr, Ports: d.Ports, Expires: d.Lifetime, Name: cfg.Names[d.Name].Match})
+	}
+	return out, nil
+}
+
+// startDNS starts the DNS guard on dns.listen when the config has one. It
+// binds every address first, so a taken port fails the start.
+func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
+	cfg := d.cfg.DNS
+	if len(cfg.Listen) == 0 {
+		return nil
+	}
+	lans := d.lanPrefixes()
+	learner := newKernelLearner(d.loader, cfg)
+	g, err := dnsguard.New(cfg, dnsguard.Options{
+		Learner:     learner,
+		LANPrefixes: lans,
+		AllowClient: func(a netip.Addr) bool { return allowDNSClient(a, lans) },
+		OnEvent:     func(ev dnsguard.Event) { logDNSEvent(d.log, ev) },
+	})
+	if err != nil {
+		return err
+	}
+
+	restored, err := learner.restore(cfg)
+	if err != nil {
+		return err
+	}
+	kept := g.Restore(restored)
+
+	packet, stream, err := bindDNS(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(dnsguard.NewCollector(g))
+	go func() {
+		if err := g.Serve(ctx, packet, stream); err != nil {
+			d.log.Error("dns guard stopped", "err", err)
+		}
+	}()
+	d.log.Info("dns guard listening", "addresses", len(cfg.Listen), "names", len(cfg.Names), "restored", kept)
+	return nil
+}
+
+// bindDNS opens UDP and TCP on every address.
+func bindDNS(addrs []netip.AddrPort) ([]net.PacketConn, []net.Listener, error) {
+	var packet []net.PacketConn
+	var stream []net.Listener
+	closeAll := func() {
+		for _, p := range packet {
+			p.Close()
+		}
+		for _, l := range stream {
+			l.Close()
+		}
+	}
+	for _, ap := range addrs {
+		pc, err := net.ListenPacket("udp", ap.String())
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("dns guard: %w", err)
+		}
+		packet = append(packet, pc)
+		l, err := net.Listen("tcp", ap.String())
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("dns guard: %w", err)
+		}
+		stream = append(stream, l)
+	}
+	return packet, stream, nil
+}
+
+// lanPrefixes are the subnets of the LAN interfaces as they are now.
+func (d *daemon) lanPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	links, _ := d.enforcer.snapshot()
+	for _, st := range links {
+		if st.role != config.RoleLAN {
+			continue
+		}
+		lk, err := netlink.LinkByIndex(st.link.Index)
+		if err != nil {
+			continue
+		}
+		addrs, _ := netlink.AddrList(lk, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			if p, ok := netip.AddrFromSlice(a.IP); ok {
+				ones, _ := a.Mask.Size()
+				out = append(out, netip.PrefixFrom(p.Unmap(), ones).Masked())
+			}
+		}
+	}
+	return out
+}
+
+// allowDNSClient lets the gateway itself and hosts on LAN subnets use the
+// guard: it is not an open resolver.
+func allowDNSClient(a netip.Addr, lans []netip.Prefix) bool {
+	a = a.Unmap()
+	if a.IsLoopback() {
+		return true
+	}
+	for _, p := range lans {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func logDNSEvent(log *slog.Logger, ev dnsguard.Event) {
+	log.Warn("dns answer rejected", "reason", ev.Reason, "pattern", ev.Pattern, "name", ev.Name,
+		"client", ev.Client, "addr", ev.Addr, "err", ev.Err, "suppressed_before", ev.Suppressed)
+}
