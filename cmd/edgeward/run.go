@@ -112,6 +112,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.startDNS(ctx, reg); err != nil {
 		return err
 	}
+	d.log.Info("ready", "pins", d.cfg.Paths.BPFFS, "metrics", d.cfg.Metrics.Listen, "socket", d.cfg.Paths.Socket)
 
 	go d.serveMetrics(metricsLn, reg)
 	go d.serveControl(controlLn)
@@ -144,7 +145,7 @@ func (d *daemon) applyPolicy(cfg *config.Config) (uint32, error) {
 }
 
 // enforceExisting brings every interface present now to what its role
-// needs before the daemon reports ready; the watch then keeps it so.
+// needs, before the daemon reports ready; the watch then keeps it so.
 func (d *daemon) enforceExisting() error {
 	links, err := netwatch.List()
 	if err != nil {
@@ -153,7 +154,6 @@ func (d *daemon) enforceExisting() error {
 	for _, l := range links {
 		d.enforcer.handle(netwatch.Event{Link: l})
 	}
-	d.log.Info("ready", "interfaces", len(links), "pins", d.cfg.Paths.BPFFS)
 	return nil
 }
 

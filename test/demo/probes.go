@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/miekg/dns"
+
 	sb "github.com/edgeward/edgeward/test/sandbox"
 )
 
@@ -58,15 +60,46 @@ func rows(from sb.Host) []row {
 	}
 }
 
+// resolveRow asks the gateway's DNS guard for name from the OT host; it
+// "passes" when the answer carries an address.
+func resolveRow(name string) func(context.Context, *demo) error {
+	return func(_ context.Context, d *demo) error {
+		resp, err := d.sb.Resolve(sb.OT, name)
+		if err != nil {
+			return err
+		}
+		if sb.FirstA(resp) == "" {
+			return fmt.Errorf("%s", dns.RcodeToString[resp.Rcode])
+		}
+		return nil
+	}
+}
+
+// dnsRows show the DNS guard: an allowed name opens its address for its
+// ports, the answer is in the kernel before the client has it; other names
+// are refused, and an answer outside the name's answers_in is rejected.
+func dnsRows() []row {
+	const ok, deny = 5 * time.Second, 1500 * time.Millisecond
+	learned := sb.Addr("198.18.1.1", sb.LearnedPort)
+	return []row{
+		{sb.OT, "never resolved", "198.18.1.2", "tcp/8883", false, tcpEcho(sb.OT, sb.Addr("198.18.1.2", sb.LearnedPort), deny)},
+		{sb.OT, "DNS h1.partner.test", sb.GatewayLAN4, "udp/53", true, resolveRow("h1.partner.test")},
+		{sb.OT, "just resolved", "198.18.1.1", "tcp/8883", true, tcpEcho(sb.OT, learned, ok)},
+		{sb.OT, "DNS evil.example.test", sb.GatewayLAN4, "udp/53 (refused)", false, resolveRow("evil.example.test")},
+		{sb.OT, "DNS spoof.partner.test", sb.GatewayLAN4, "udp/53 (public addr)", false, resolveRow("spoof.partner.test")},
+	}
+}
+
 // probeAll tries every row from the gateway and from the OT host, prints
 // the table and reports whether every observation matched.
 func (d *demo) probeAll(ctx context.Context) bool {
 	fmt.Println("\nConnections (expected: what the policy says; observed: what happened):")
-	const format = "  %-18s %-22s %-16s %-18s %-9s %-9s%s\n"
+	const format = "  %-18s %-22s %-16s %-22s %-9s %-9s%s\n"
 	fmt.Printf(format, "SOURCE", "DESTINATION", "ADDRESS", "PORT", "EXPECTED", "OBSERVED", "")
 
 	all := true
-	for _, r := range append(rows(sb.Gateway), rows(sb.OT)...) {
+	allRows := append(rows(sb.Gateway), rows(sb.OT)...)
+	for _, r := range append(allRows, dnsRows()...) {
 		if ctx.Err() != nil {
 			break
 		}

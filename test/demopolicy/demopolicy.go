@@ -32,8 +32,10 @@ type Params struct {
 	LANServices []string
 	// Ignore lists interfaces never to touch.
 	Ignore []string
-	// ExtraYAML is appended to the file as it is (a dns: or spool: section).
+	// ExtraYAML is appended to the file as it is (a spool: section).
 	ExtraYAML string
+	// TTLMin and TTLMax bound learned lifetimes; default 60s and 1h.
+	TTLMin, TTLMax string
 }
 
 // Endpoint is one more endpoint, written as in the file.
@@ -47,6 +49,9 @@ type Endpoint struct {
 func Render(p Params) ([]byte, error) {
 	if p.Mode == "" {
 		p.Mode = config.ModeEnforce
+	}
+	if p.TTLMin == "" {
+		p.TTLMin, p.TTLMax = "60s", "1h"
 	}
 	if p.LANServices == nil {
 		p.LANServices = []string{"tcp/22"}

@@ -156,6 +156,7 @@ func (s *Sandbox) build(ctx context.Context) error {
 		{"folders", s.makeFolders, false},
 		{"topology", s.buildTopology, false},
 		{"servers", s.startAllServers, false},
+		{"resolver", func(context.Context) error { return s.startResolver() }, false},
 		{"proxy", s.startProxy, s.opts.WithoutProxy},
 		{"wireguard", s.startWireGuard, s.opts.WithoutWireGuard},
 	}
