@@ -51,7 +51,7 @@ demo: deps build ## run the enforcer on real traffic in a network sandbox
 	$(GO) run ./test/demo -bin $(BIN)
 
 .PHONY: bench
-bench: deps ## measure the data plane against its floor; results in bench/
+bench: deps build ## measure the data plane against its floor; results in bench/
 	@scripts/bench.sh
 
 .PHONY: format

@@ -11,5 +11,5 @@ fi
 
 mkdir -p bench
 out="bench/$(date -u +%Y%m%dT%H%M%SZ)-$(uname -r).txt"
-go run ./test/bench -out "$out" "$@"
+go run ./test/bench -bin "$PWD/bin/edgeward" -out "$out" "$@"
 echo "results written to $out"

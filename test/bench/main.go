@@ -25,6 +25,8 @@ func main() {
 	entries := flag.Int("entries", 1000, "rules, set elements and endpoints in the pipeline comparison")
 	rate := flag.Int("rate", 200000, "offered packets/s in the pipeline comparison")
 	packets := flag.Int("packets", 1000000, "packets per filter in the pipeline comparison")
+	bin := flag.String("bin", "bin/edgeward", "the edgeward binary for the DNS benchmark")
+	dnsSeconds := flag.Int("dns-seconds", 5, "seconds of dnsperf per path")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark driver to `file`")
 	flag.Parse()
 
@@ -56,6 +58,9 @@ func main() {
 		fatal(err)
 	}
 	if err := benchPipeline(w, *entries, *rate, *packets); err != nil {
+		fatal(err)
+	}
+	if err := benchDNS(w, *bin, *dnsSeconds); err != nil {
 		fatal(err)
 	}
 }
