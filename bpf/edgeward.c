@@ -235,7 +235,7 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 		on_link = ew_on_link(skb, pkt);
 
 	ew_decide(s, slot, pkt, on_link, d);
-	if (d->reason == EW_REASON_NO_RULE)
+	if (d->reason == EW_REASON_NO_RULE && d->learned_expired)
 		ew_flow_continues(pkt, d);
 	if (d->reason < EW_REASON_FIRST_DENY)
 		ew_flow_track(pkt, d);
@@ -406,7 +406,7 @@ static __always_inline void ew_decide_lan(struct xdp_md *ctx,
 			ew_lookup_policy(s, slot, pkt, &keys, d);
 		else
 			d->reason = EW_REASON_NO_RULE;
-		if (d->reason == EW_REASON_NO_RULE)
+		if (d->reason == EW_REASON_NO_RULE && d->learned_expired)
 			ew_flow_continues(pkt, d);
 	}
 

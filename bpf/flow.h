@@ -137,7 +137,10 @@ static __always_inline void ew_flow_track(const struct ew_packet *pkt,
 
 /* ew_flow_continues lets a packet of a live flow leave that a learned
  * destination opened, after the entry itself expired: a long-lived
- * connection (an MQTT session) outlives the DNS answer that allowed it. */
+ * connection (an MQTT session) outlives the DNS answer that allowed it.
+ * Callers ask only when the expired entry is still in the map, so other
+ * denied packets cost no flow lookup; an entry evicted for room (the
+ * name's address cap) does cut its flows. */
 static __always_inline void ew_flow_continues(const struct ew_packet *pkt,
 					      struct ew_decision *d)
 {

@@ -26,6 +26,7 @@
  * generation that made it. */
 struct ew_decision {
 	__u8 reason;
+	__u8 learned_expired; /* the destination was learned; it expired */
 	__u16 endpoint;
 	__u32 generation;
 };
@@ -127,8 +128,12 @@ static __noinline void ew_match_learned(const struct ew_learned *l,
 					const struct ew_packet *pkt,
 					struct ew_decision *d)
 {
-	if (!l || l->expires <= bpf_ktime_get_boot_ns())
+	if (!l)
 		return;
+	if (l->expires <= bpf_ktime_get_boot_ns()) {
+		d->learned_expired = 1;
+		return;
+	}
 	for (int i = 0; i < EW_MAX_RANGES; i++) {
 		const struct ew_port_range *r = &l->ranges[i];
 
