@@ -162,6 +162,22 @@ static __always_inline struct ew_settings *ew_active_policy(__u32 *slot)
 	return s;
 }
 
+/* ew_policy_for fetches the active policy for decision d and stamps its
+ * generation; without a policy it records no_policy (unless parsing has
+ * decided already) and returns NULL. */
+static __always_inline struct ew_settings *ew_policy_for(struct ew_decision *d,
+							 __u32 *slot)
+{
+	struct ew_settings *s = ew_active_policy(slot);
+
+	if (!s) {
+		d->reason = d->reason ?: EW_REASON_NO_POLICY;
+		return NULL;
+	}
+	d->generation = s->generation;
+	return s;
+}
+
 /*
  * The ew_judge_* functions complete a decision: when parsing already decided
  * (d->reason set), they only look up the mode; otherwise they judge the
@@ -216,12 +232,9 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 
 	if (!skb || !pkt || !inner || !d)
 		return EW_MODE_ENFORCE;
-	s = ew_active_policy(&slot);
-	if (!s) {
-		d->reason = d->reason ?: EW_REASON_NO_POLICY;
+	s = ew_policy_for(d, &slot);
+	if (!s)
 		return EW_MODE_ENFORCE;
-	}
-	d->generation = s->generation;
 	if (d->reason != EW_REASON_UNKNOWN)
 		return s->mode;
 
@@ -317,13 +330,9 @@ __noinline int ew_judge_ingress(struct ew_packet *pkt,
 
 	if (!pkt || !inner || !d)
 		return EW_MODE_ENFORCE;
-	s = ew_active_policy(&slot);
-	if (!s) {
-		d->reason = d->reason ?: EW_REASON_NO_POLICY;
+	s = ew_policy_for(d, &slot);
+	if (!s)
 		return EW_MODE_ENFORCE;
-	}
-
-	d->generation = s->generation;
 	if (d->reason == EW_REASON_UNKNOWN)
 		ew_decide_ingress(s, slot, pkt, inner, d);
 	return s->mode;
@@ -423,13 +432,9 @@ __noinline int ew_judge_lan(struct xdp_md *ctx, struct ew_packet *pkt,
 
 	if (!pkt || !d)
 		return EW_MODE_ENFORCE;
-	s = ew_active_policy(&slot);
-	if (!s) {
-		d->reason = d->reason ?: EW_REASON_NO_POLICY;
+	s = ew_policy_for(d, &slot);
+	if (!s)
 		return EW_MODE_ENFORCE;
-	}
-
-	d->generation = s->generation;
 	if (d->reason == EW_REASON_UNKNOWN)
 		ew_decide_lan(ctx, s, slot, pkt, d);
 	return s->mode;
