@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"golang.org/x/net/idna"
 )
 
 // DNS name limits of RFC 1035, counted without the trailing dot.
@@ -18,15 +20,17 @@ const (
 // "**.zone" (one or more), the wildcard only as the whole leftmost label.
 //
 // Labels are 1-63 characters of letters, digits, '-' and '_', and do not
-// begin or end with '-'; the name is at most 253 characters. Non-ASCII
-// names are refused: write internationalised names in their punycode
-// (xn--) form.
+// begin or end with '-'; the name is at most 253 characters. Unicode
+// labels are converted to their punycode (xn--) form first, so
+// "bücher.example" is "xn--bcher-kva.example"; a label IDNA refuses is an
+// error.
 func CanonicalName(s string, wildcard bool) (string, error) {
 	name := strings.TrimSuffix(s, ".")
 	if name == "" {
 		return "", errors.New("empty name (the root zone cannot be listed)")
 	}
-	if err := checkASCII(name); err != nil {
+	name, err := toASCII(name)
+	if err != nil {
 		return "", err
 	}
 	if len(name) > maxDNSName {
@@ -47,14 +51,31 @@ func CanonicalName(s string, wildcard bool) (string, error) {
 	return name, nil
 }
 
-// checkASCII refuses names holding non-ASCII characters.
-func checkASCII(name string) error {
-	for _, r := range name {
-		if r >= 0x80 {
-			return fmt.Errorf("non-ASCII character %q: write internationalised names in punycode (xn--...)", r)
+// toASCII converts the labels of an internationalised name to their
+// punycode (xn--) form, with the IDNA lookup rules; ASCII labels and
+// wildcard labels pass unchanged. A label IDNA refuses is an error.
+func toASCII(name string) (string, error) {
+	labels := strings.Split(name, ".")
+	for i, l := range labels {
+		if isASCII(l) {
+			continue
+		}
+		a, err := idna.Lookup.ToASCII(l)
+		if err != nil {
+			return "", fmt.Errorf("label %q is not a valid internationalised name: %v", l, err)
+		}
+		labels[i] = a
+	}
+	return strings.Join(labels, "."), nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // checkWildcard checks where '*' appears in labels.

@@ -49,7 +49,7 @@ func TestInvalidFiles(t *testing.T) {
 		{"mapped_prefix.yaml", 3, 10, "endpoints[0].to[0]", "IPv4-mapped IPv6 prefix; write the IPv4 form 10.20.8.0/24"},
 		{"name_outside_zone.yaml", 7, 14, "dns.names[0].match", "is in no upstream zone"},
 		{"nested_prefix.yaml", 3, 24, "endpoints[0].to[1]", "10.20.8.0/24 overlaps 10.20.0.0/16"},
-		{"non_ascii_name.yaml", 7, 14, "dns.names[0].match", "write internationalised names in punycode"},
+		{"non_ascii_name.yaml", 7, 14, "dns.names[0].match", "not a valid internationalised name"},
 		{"only_comments.yaml", 0, 0, "", "file is empty"},
 		{"overlapping_patterns.yaml", 4, 19, "interfaces.ignore[1]", `ignore pattern "t*0" overlaps vpn pattern "tun*" (interfaces.vpn[1], line 2): both match "tun0"`},
 		{"pattern_matches_all.yaml", 2, 9, "interfaces.vpn[0]", "matches every interface, so nothing would be enforced"},
