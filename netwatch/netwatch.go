@@ -29,7 +29,8 @@ type Event struct {
 }
 
 // Watch sends an Event for every interface present now and then for every
-// change, until ctx ends or the netlink socket fails. It returns the
+// change, until ctx ends or the netlink socket fails. It watches the
+// network namespace of the calling thread. It returns the
 // failure; a closed ctx returns ctx.Err(). Events arrive in the order the
 // kernel sent them; a slow receiver delays the netlink socket, which the
 // kernel may answer with a lost-message error (returned, so the caller can
