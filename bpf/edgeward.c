@@ -238,7 +238,7 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 	if (d->reason != EW_REASON_UNKNOWN)
 		return s->mode;
 
-	if (ew_is_icmp_error(pkt) && ew_flow_quoted(inner, 0)) {
+	if (ew_is_icmp_error(pkt) && ew_flow_quoted(pkt, inner, 0)) {
 		d->reason = EW_REASON_ICMP_ERROR;
 		return s->mode;
 	}
@@ -255,38 +255,43 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 	return s->mode;
 }
 
-/* ew_adopt lets in a packet from an endpoint's own port that belongs to no
- * recorded flow: UDP from the VPN peer, or TCP of a connection that was
- * open before enforcement started (never a bare SYN: that is a new inbound
- * connection). The flow is recorded so its next packets are plain
- * replies. */
-static __always_inline void ew_adopt(const struct ew_settings *s, __u32 slot,
-				     const struct ew_packet *pkt,
-				     struct ew_decision *d)
+/* ew_reverse turns an arriving packet into the flow it would belong to as
+ * it left: local side first. */
+static __always_inline void ew_reverse(const struct ew_packet *pkt,
+				       struct ew_packet *local)
+{
+	*local = *pkt;
+	local->sport = pkt->dport;
+	local->dport = pkt->sport;
+	__builtin_memcpy(local->saddr, pkt->daddr, sizeof(local->saddr));
+	__builtin_memcpy(local->daddr, pkt->saddr, sizeof(local->daddr));
+}
+
+/* ew_adoptable marks a packet from an endpoint's own port that belongs to
+ * no recorded flow: UDP from the VPN peer, or TCP of a connection open
+ * before enforcement started (never a bare SYN: that is a new inbound
+ * connection). The caller lets it in only if a local socket waits for it
+ * (ew_local_socket): the policy alone would let anyone who can send from an
+ * endpoint's address reach any port. */
+static __always_inline void ew_adoptable(const struct ew_settings *s,
+					 __u32 slot,
+					 const struct ew_packet *pkt,
+					 struct ew_decision *d)
 {
 	struct ew_lookup_keys keys = {};
 	struct ew_decision found = {};
-	struct ew_packet local = *pkt;
+	struct ew_packet local;
 
 	if (pkt->proto == IPPROTO_TCP &&
 	    (pkt->tcp_flags & (EW_TCP_SYN | EW_TCP_ACK)) == EW_TCP_SYN)
 		return;
 
-	/* The flow as it would have left: local side first. */
-	local.sport = pkt->dport;
-	local.dport = pkt->sport;
-	__builtin_memcpy(local.saddr, pkt->daddr, sizeof(local.saddr));
-	__builtin_memcpy(local.daddr, pkt->saddr, sizeof(local.daddr));
-
+	ew_reverse(pkt, &local);
 	ew_lookup_policy(s, slot, &local, &keys, &found);
 	if (found.reason != EW_REASON_ENDPOINT && found.reason != EW_REASON_PROXY)
 		return;
-	d->reason = pkt->proto == IPPROTO_UDP ? EW_REASON_PEER :
-						EW_REASON_FLOW_ADOPTED;
+	d->adoptable = 1;
 	d->endpoint = found.endpoint;
-	ew_flow_open(&local, &found,
-		     pkt->proto == IPPROTO_TCP ? EW_FLOW_ESTABLISHED :
-						 EW_FLOW_NEW);
 }
 
 /* ew_decide_ingress judges a packet arriving on an uplink. */
@@ -306,13 +311,13 @@ static __always_inline void ew_decide_ingress(const struct ew_settings *s,
 
 	d->reason = EW_REASON_UNSOLICITED;
 	if (ew_is_icmp_error(pkt)) {
-		if (ew_flow_quoted(inner, 1))
+		if (ew_flow_quoted(pkt, inner, 1))
 			d->reason = EW_REASON_ICMP_ERROR;
 	} else if (pkt->has_ports) {
 		if (ew_flow_reply(pkt))
 			d->reason = EW_REASON_FLOW;
 		else
-			ew_adopt(s, slot, pkt, d);
+			ew_adoptable(s, slot, pkt, d);
 	}
 
 	if (pkt->fragment)
@@ -486,9 +491,68 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
+/* ew_local_socket tells whether a socket of the gateway waits for an
+ * arriving packet: an established (not listening) TCP socket of its exact
+ * four-tuple, or a UDP socket of its port. ctx is the program's context. */
+static __always_inline int ew_local_socket(void *ctx,
+					   const struct ew_packet *pkt)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 size;
+	int found;
+
+	if (pkt->family == 4) {
+		t.ipv4.saddr = pkt->saddr[0];
+		t.ipv4.daddr = pkt->daddr[0];
+		t.ipv4.sport = bpf_htons(pkt->sport);
+		t.ipv4.dport = bpf_htons(pkt->dport);
+		size = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, pkt->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, pkt->daddr, 16);
+		t.ipv6.sport = bpf_htons(pkt->sport);
+		t.ipv6.dport = bpf_htons(pkt->dport);
+		size = sizeof(t.ipv6);
+	}
+
+	if (pkt->proto == IPPROTO_UDP) {
+		sk = bpf_sk_lookup_udp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		bpf_sk_release(sk);
+		return 1;
+	}
+	sk = bpf_sk_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	found = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return found;
+}
+
+/* ew_adopt lets in an adoptable packet (see ew_adoptable) that a local
+ * socket waits for, and records its flow so the next packets are plain
+ * replies. */
+static __always_inline void ew_adopt(void *ctx, const struct ew_packet *pkt,
+				     struct ew_decision *d)
+{
+	struct ew_packet local;
+
+	if (!ew_local_socket(ctx, pkt))
+		return;
+	d->reason = pkt->proto == IPPROTO_UDP ? EW_REASON_PEER :
+						EW_REASON_FLOW_ADOPTED;
+	ew_reverse(pkt, &local);
+	ew_flow_open(&local, d,
+		     pkt->proto == IPPROTO_TCP ? EW_FLOW_ESTABLISHED :
+						 EW_FLOW_NEW);
+}
+
 /* ew_ingress_decide parses and judges one packet arriving on an uplink and
- * returns its verdict. */
-static __always_inline enum ew_verdict ew_ingress_decide(struct ew_cursor *c,
+ * returns its verdict. ctx is the program's context. */
+static __always_inline enum ew_verdict ew_ingress_decide(void *ctx,
+							 struct ew_cursor *c,
 							 int l3, __u32 ifindex,
 							 struct ew_decision *d)
 {
@@ -502,6 +566,8 @@ static __always_inline enum ew_verdict ew_ingress_decide(struct ew_cursor *c,
 		ew_parse_icmp_inner(c, &pkt, &inner);
 
 	mode = ew_judge_ingress(&pkt, &inner, d);
+	if (d->reason == EW_REASON_UNSOLICITED && d->adoptable)
+		ew_adopt(ctx, &pkt, d);
 	verdict = ew_verdict(d->reason, mode);
 	if (verdict != EW_VERDICT_PASS)
 		ew_emit(EW_HOOK_UPLINK_INGRESS, verdict, d, &pkt, ifindex);
@@ -531,7 +597,7 @@ int xdp_uplink(struct xdp_md *ctx)
 
 	c.pos = (void *)(long)ctx->data;
 	c.end = (void *)(long)ctx->data_end;
-	verdict = ew_ingress_decide(&c, 0, ctx->ingress_ifindex, &d);
+	verdict = ew_ingress_decide(ctx, &c, 0, ctx->ingress_ifindex, &d);
 	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason,
 		 ctx->data_end - ctx->data);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
@@ -549,7 +615,7 @@ int tc_ingress_l3(struct __sk_buff *skb)
 	ew_linearize(skb);
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
-	verdict = ew_ingress_decide(&c, 1, skb->ifindex, &d);
+	verdict = ew_ingress_decide(skb, &c, 1, skb->ifindex, &d);
 	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason, skb->len);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

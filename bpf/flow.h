@@ -165,6 +165,11 @@ ew_flow_reply(const struct ew_packet *pkt)
 	struct ew_flow *f;
 	__u64 now;
 
+	/* A bare SYN opens a connection; it is never a reply. */
+	if (pkt->proto == IPPROTO_TCP &&
+	    (pkt->tcp_flags & (EW_TCP_SYN | EW_TCP_ACK)) == EW_TCP_SYN)
+		return NULL;
+
 	ew_flow_key_reply(&key, pkt);
 	f = bpf_map_lookup_elem(&ew_flows, &key);
 	if (!f)
@@ -180,14 +185,19 @@ ew_flow_reply(const struct ew_packet *pkt)
 /* ew_flow_quoted tells whether an ICMP error is about a live flow. The
  * quoted packet left (outbound, local side first) when the error arrives
  * on an uplink, and arrived (remote side first) when the gateway sends the
- * error out. */
-static __always_inline int ew_flow_quoted(const struct ew_icmp_inner *inner,
+ * error out. Either way the error goes to the quoted packet's source: one
+ * addressed elsewhere is not about that flow, whatever it quotes. */
+static __always_inline int ew_flow_quoted(const struct ew_packet *pkt,
+					  const struct ew_icmp_inner *inner,
 					  int outbound)
 {
 	struct ew_flow_key key = {};
 	struct ew_flow *f;
 
 	if (!inner->valid)
+		return 0;
+	if (pkt->daddr[0] != inner->saddr[0] || pkt->daddr[1] != inner->saddr[1] ||
+	    pkt->daddr[2] != inner->saddr[2] || pkt->daddr[3] != inner->saddr[3])
 		return 0;
 	key.family = inner->family;
 	key.proto = inner->proto;

@@ -29,6 +29,8 @@ struct ew_decision {
 	__u8 learned_expired; /* the destination was learned; it expired */
 	__u16 endpoint;
 	__u32 generation;
+	__u8 adoptable; /* from an endpoint's own port: pass if a socket waits */
+	__u8 pad[3];
 };
 
 /* ew_mask_v4 keeps the first len bits of a network-order IPv4 address. */

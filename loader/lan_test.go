@@ -191,3 +191,73 @@ func (r *lanRouter) runXDP(t *testing.T, prog *ebpf.Program, name string, packet
 	}
 	return ret
 }
+
+// TestUplinkIngressAdoption: a packet from an endpoint's own port that
+// belongs to no recorded flow comes in only when a socket of the gateway
+// waits for it: an established TCP connection of its four-tuple (open
+// before enforcement started), or a UDP socket on its port (the VPN
+// transport).
+func TestUplinkIngressAdoption(t *testing.T) {
+	l := openTestLoader(t, testPolicy(config.ModeEnforce))
+	r := newLANRouter(t)
+	lo, err := r.h.LinkByName("lo")
+	must(t, err)
+	addr, _ := netlink.ParseAddr(s3v4.String() + "/32")
+	must(t, r.h.AddrAdd(lo, addr))
+
+	// A TCP connection from the gateway to the endpoint, and a UDP socket
+	// on the tunnel's port, all in the router's namespace.
+	var client net.Conn
+	r.do(t, func() {
+		ln, err := net.Listen("tcp", net.JoinHostPort(s3v4.String(), "443"))
+		must(t, err)
+		t.Cleanup(func() { ln.Close() })
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(gw4.String())}}
+		client, err = d.Dial("tcp", ln.Addr().String())
+		must(t, err)
+		t.Cleanup(func() { client.Close() })
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(gw4.String(), "51820"))
+		must(t, err)
+		t.Cleanup(func() { pc.Close() })
+	})
+	port := uint16(client.LocalAddr().(*net.TCPAddr).Port)
+
+	for _, tc := range []struct {
+		name    string
+		packet  []byte
+		verdict Verdict
+		reason  string
+	}{
+		{"ack of the open connection", in4(s3v4, pkt.ProtoTCP, tcpFlags(443, port, ack)), VerdictPass, "flow_adopted"},
+		{"its next packet", in4(s3v4, pkt.ProtoTCP, tcpFlags(443, port, ack)), VerdictPass, "flow"},
+		{"ack to a port without a connection", in4(s3v4, pkt.ProtoTCP, tcpFlags(443, port+1, ack)), VerdictDrop, "unsolicited"},
+		{"udp from the vpn peer to the tunnel's socket", in4(vpnPeer4, pkt.ProtoUDP, pkt.UDP(51820, 51820, []byte("wg"))), VerdictPass, "peer"},
+		{"udp from the vpn peer to another port", in4(vpnPeer4, pkt.ProtoUDP, pkt.UDP(51820, 51821, []byte("x"))), VerdictDrop, "unsolicited"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := readCounters(t, l)
+			ret := r.runXDP(t, l.objs.XDPUplink, "wan0", tc.packet)
+			want := uint32(xdpPass)
+			if tc.verdict == VerdictDrop {
+				want = xdpDrop
+			}
+			if ret != want {
+				t.Errorf("xdp_uplink returned %d, want %d", ret, want)
+			}
+			assertOneCountAt(t, "uplink_ingress", before, readCounters(t, l), tc.verdict, tc.reason, len(tc.packet))
+		})
+	}
+}
+
+// do runs fn on a thread in the router's namespace.
+func (r *lanRouter) do(t *testing.T, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	must(t, err)
+	defer orig.Close()
+	must(t, netns.Set(r.ns))
+	defer netns.Set(orig)
+	fn()
+}
