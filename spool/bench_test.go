@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,4 +131,63 @@ func BenchmarkHTTPAppend(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "appends/s")
+}
+
+// BenchmarkBacklogMemory fills a spool with 1 GiB of 64 KiB records,
+// reopens it (recovery reads every segment), reads the head of the
+// backlog as a forwarder would, and reports the process's resident memory
+// then: it must stay bounded whatever the backlog (goal: under 100 MiB).
+func BenchmarkBacklogMemory(b *testing.B) {
+	const backlog, size = 1 << 30, 64 << 10
+	dir := filepath.Join(b.TempDir(), "spool")
+	s, _, err := Open(Options{Dir: dir, MaxBytes: 2 * backlog})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := bytes.Repeat([]byte("m"), size)
+	batch := make([][]byte, 16)
+	for i := range batch {
+		batch[i] = rec
+	}
+	for written := 0; written < backlog; written += size * len(batch) {
+		if _, _, err := s.Append(context.Background(), "backlog", batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+
+	b.ResetTimer()
+	for range b.N {
+		began := time.Now()
+		s, _, err := Open(Options{Dir: dir, MaxBytes: 2 * backlog})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(began).Seconds(), "open_s")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := s.NewReader().Next(ctx, 100); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		b.ReportMetric(float64(residentBytes())/(1<<20), "rss_MiB")
+		s.Close()
+	}
+}
+
+// residentBytes reads VmRSS of this process.
+func residentBytes() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
 }
