@@ -94,6 +94,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if _, err := d.applyPolicy(d.cfg); err != nil {
 		return err
 	}
+	d.seedFlows()
 	d.enforcer = newEnforcer(d.cfg, d.loader, d.log)
 	if err := d.enforceExisting(); err != nil {
 		return err
