@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
@@ -93,12 +94,22 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(dnsguard.NewCollector(g))
+	collector := dnsguard.NewCollector(g)
+	reg.MustRegister(collector)
+
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := g.Serve(ctx, packet, stream); err != nil {
 			d.log.Error("dns guard stopped", "err", err)
 		}
 	}()
+	d.stopDNS = func() {
+		cancel()
+		<-done
+		reg.Unregister(collector)
+	}
 	d.log.Info("dns guard listening", "addresses", len(cfg.Listen), "names", len(cfg.Names), "restored", kept)
 	return nil
 }
@@ -173,4 +184,23 @@ func allowDNSClient(a netip.Addr, lans []netip.Prefix) bool {
 func logDNSEvent(log *slog.Logger, ev dnsguard.Event) {
 	log.Warn("dns answer rejected", "reason", ev.Reason, "pattern", ev.Pattern, "name", ev.Name,
 		"client", ev.Client, "addr", ev.Addr, "err", ev.Err, "suppressed_before", ev.Suppressed)
+}
+
+// reloadDNS restarts the guard when the dns section changed: the old guard
+// stops (its sockets close), the new one binds and serves. Learned entries
+// stay in the kernel and the new guard restores them. Queries that arrive
+// in between get no answer and are retried by their clients.
+func (d *daemon) reloadDNS(old config.DNS) error {
+	if reflect.DeepEqual(old, d.cfg.DNS) {
+		return nil
+	}
+	if d.stopDNS != nil {
+		d.stopDNS()
+		d.stopDNS = nil
+	}
+	if err := d.startDNS(d.ctx, d.reg); err != nil {
+		return fmt.Errorf("restart the dns guard with the new dns section: %w", err)
+	}
+	d.log.Info("dns guard restarted with the new dns section")
+	return nil
 }

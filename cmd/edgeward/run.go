@@ -66,6 +66,11 @@ type daemon struct {
 
 	reloadMu sync.Mutex // one reload at a time: SIGHUP and the socket
 
+	// For restarting the DNS guard on reload.
+	ctx     context.Context
+	reg     *prometheus.Registry
+	stopDNS func() // nil while no guard runs
+
 	// Outcome of the last reload, for the metrics.
 	reloadFailed atomic.Bool
 	reloadedAt   atomic.Int64 // Unix seconds
@@ -110,6 +115,7 @@ func (d *daemon) run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(d))
+	d.ctx, d.reg = ctx, reg
 	if err := d.startDNS(ctx, reg); err != nil {
 		return err
 	}
@@ -231,9 +237,10 @@ func (d *daemon) reloadLocked() (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	old := d.cfg
 	d.cfg = cfg
 	d.enforcer.setConfig(cfg)
-	return gen, nil
+	return gen, d.reloadDNS(old.DNS)
 }
 
 func (d *daemon) serveMetrics(ln net.Listener, reg *prometheus.Registry) {

@@ -80,6 +80,33 @@ func TestDNSGuardOpensLearnedDestinations(t *testing.T) {
 	})
 }
 
+// TestDNSReloadRestartsGuard: a reload that changes the dns section takes
+// effect without a restart: here the TTL bounds.
+func TestDNSReloadRestartsGuard(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{TTLMin: "1s", TTLMax: "2s"})
+	g.start()
+
+	ttl := func() uint32 {
+		t.Helper()
+		resp, err := g.sb.Resolve(sb.OT, "h9.partner.test")
+		if err != nil || len(resp.Answer) == 0 {
+			t.Fatalf("resolve: %v %v", err, resp)
+		}
+		return resp.Answer[0].Header().Ttl
+	}
+	if got := ttl(); got > 2 {
+		t.Fatalf("TTL %d with ttl.max 2s", got)
+	}
+
+	rewritePolicy(t, g, demopolicy.Params{TTLMin: "30s", TTLMax: "45s"})
+	if out, err := g.cli("reload", "-c", g.cfgPath); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if got := ttl(); got < 30 || got > 45 {
+		t.Errorf("TTL %d after reloading with ttl 30s..45s", got)
+	}
+}
+
 func rcodeOf(m *dns.Msg) string {
 	if m == nil {
 		return "none"
