@@ -40,26 +40,25 @@ static __noinline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
 	c->bytes += len;
 }
 
-/* ew_event_allowed takes a token from this CPU's event budget. */
+/* ew_event_allowed counts an event against this CPU's budget for the
+ * current window and tells whether it fits. */
 static __always_inline int ew_event_allowed(void)
 {
 	struct ew_event_budget *b;
 	__u32 zero = 0;
-	__u64 now, tokens;
+	__u64 window;
 
 	b = bpf_map_lookup_elem(&ew_event_budgets, &zero);
 	if (!b)
 		return 0;
-	now = bpf_ktime_get_boot_ns();
-	tokens = b->tokens_x1000 + (now - b->last_ns) * EW_EVENT_RATE / 1000000;
-	if (tokens > EW_EVENT_BURST * 1000)
-		tokens = EW_EVENT_BURST * 1000;
-	b->last_ns = now;
-	if (tokens < 1000) {
-		b->tokens_x1000 = tokens;
-		return 0;
+	window = bpf_jiffies64() >> EW_EVENT_WINDOW_SHIFT;
+	if (b->window != window) {
+		b->window = window;
+		b->sent = 0;
 	}
-	b->tokens_x1000 = tokens - 1000;
+	if (b->sent >= EW_EVENT_BUDGET)
+		return 0;
+	b->sent++;
 	return 1;
 }
 

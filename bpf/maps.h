@@ -65,7 +65,7 @@ struct ew_settings {
 	__u8 mode;
 	__u8 v4_nlens;
 	__u8 v6_nlens;
-	__u8 pad;
+	__u8 learning; /* the DNS guard has names: look up learned addresses */
 	__u8 nservices;
 	__u8 pad2[3];
 	/* Prefix lengths present in the policy, longest first. */
@@ -238,14 +238,17 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } ew_events SEC(".maps");
 
-/* Events one CPU may send per second, and at once after a quiet spell. */
-#define EW_EVENT_RATE 200
-#define EW_EVENT_BURST 200
+/* Events one CPU may send per window of 2^EW_EVENT_WINDOW_SHIFT jiffies
+ * (256 jiffies: about a second at HZ=250, a quarter at HZ=1000). Jiffies,
+ * not the nanosecond clock: reading them costs next to nothing, and a deny
+ * storm must not slow the packet path. */
+#define EW_EVENT_BUDGET 200
+#define EW_EVENT_WINDOW_SHIFT 8
 
-/* Token bucket of one CPU for deny events. */
+/* Deny events one CPU sent in the current window. */
 struct ew_event_budget {
-	__u64 tokens_x1000; /* tokens, in thousandths */
-	__u64 last_ns;
+	__u64 window;
+	__u64 sent;
 };
 
 /* 0 -> this CPU's event budget. */

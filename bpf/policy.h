@@ -193,7 +193,7 @@ static __noinline void ew_lookup_policy(const struct ew_settings *s,
 	}
 	if (rule)
 		ew_match_ports(rule, pkt, d);
-	if (d->reason == EW_REASON_NO_RULE)
+	if (d->reason == EW_REASON_NO_RULE && s->learning)
 		ew_lookup_learned(pkt, d);
 }
 

@@ -39,9 +39,9 @@ type edgewardEwEvent struct {
 }
 
 type edgewardEwEventBudget struct {
-	_           structs.HostLayout
-	TokensX1000 uint64
-	LastNs      uint64
+	_      structs.HostLayout
+	Window uint64
+	Sent   uint64
 }
 
 type edgewardEwFlow struct {
@@ -174,7 +174,7 @@ type edgewardEwSettings struct {
 	Mode       uint8
 	V4Nlens    uint8
 	V6Nlens    uint8
-	Pad        uint8
+	Learning   uint8
 	Nservices  uint8
 	Pad2       [3]uint8
 	V4Lens     [40]uint8

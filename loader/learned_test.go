@@ -12,7 +12,9 @@ import (
 // ports until it expires; a connection opened before the expiry goes on
 // after it, a new one does not.
 func TestLearnedDestinations(t *testing.T) {
-	l := openTestLoader(t, testPolicy(config.ModeEnforce))
+	cfg := testPolicy(config.ModeEnforce)
+	cfg.DNS.Names = []config.Name{{Match: "*.partner.test", Ports: []config.PortRange{{Proto: config.ProtoTCP, First: 443, Last: 443}}}}
+	l := openTestLoader(t, cfg)
 	learned := a4("198.18.0.21")
 	learn := func(lifetime time.Duration) {
 		t.Helper()
@@ -63,4 +65,21 @@ func TestLearnedDestinations(t *testing.T) {
 	if dests, _ := l.LearnedDests(); len(dests) != 1 || dests[0].Addr != learned || dests[0].Name != 3 || dests[0].Lifetime < 59*time.Minute {
 		t.Errorf("LearnedDests after learning for an hour: %+v", dests)
 	}
+}
+
+// TestLearnedDestinationsNeedNames: without names on the allowlist, an
+// entry left in the learned map opens nothing.
+func TestLearnedDestinationsNeedNames(t *testing.T) {
+	l := openTestLoader(t, testPolicy(config.ModeEnforce))
+	err := l.Learn([]LearnedDest{{
+		Addr: a4("198.18.0.21"), Lifetime: time.Minute,
+		Ports: []config.PortRange{{Proto: config.ProtoTCP, First: 443, Last: 443}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	packet := pkt.Ether(pkt.EtherIPv4, pkt.IPv4(gw4, a4("198.18.0.21"), pkt.ProtoTCP, pkt.IPv4Options{}, tcpFlags(40000, 443, syn)))
+	before := readCounters(t, l)
+	runEgress(t, l, false, packet)
+	assertOneCount(t, before, readCounters(t, l), VerdictDrop, "no_rule", len(packet))
 }

@@ -67,6 +67,11 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	}
 
 	p.settings = edgewardEwSettings{Generation: generation}
+	if len(cfg.DNS.Names) > 0 {
+		// Without names no address is learned; with them removed, what was
+		// learned for them stops counting.
+		p.settings.Learning = 1
+	}
 	if cfg.Mode == config.ModeAudit {
 		p.settings.Mode = 1
 	}
