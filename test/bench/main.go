@@ -24,7 +24,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "measurements per figure; the median is reported")
 	entries := flag.Int("entries", 1000, "rules, set elements and endpoints in the pipeline comparison")
 	rate := flag.Int("rate", 200000, "offered packets/s in the pipeline comparison")
-	packets := flag.Int("packets", 1000000, "packets per filter in the pipeline comparison")
+	packets := flag.Int("packets", 600000, "packets per filter and round in the pipeline comparison")
 	bin := flag.String("bin", "bin/edgeward", "the edgeward binary for the DNS benchmark")
 	dnsSeconds := flag.Int("dns-seconds", 5, "seconds of dnsperf per path")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark driver to `file`")
