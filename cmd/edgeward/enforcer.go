@@ -23,6 +23,7 @@ type enforcer struct {
 	cfg          *config.Config
 	links        map[int]linkState
 	attachErrors uint64
+	onVPNUp      func() // called when a VPN interface comes up; must not block
 }
 
 // linkState is what the enforcer knows of one interface.
@@ -73,6 +74,17 @@ func (e *enforcer) reconcile(link netwatch.Link) {
 		st.attached, st.failed = e.attach(link, role)
 	}
 	e.links[link.Index] = st
+	if role == config.RoleVPN && link.Up && !(known && prev.link.Up) && e.onVPNUp != nil {
+		e.onVPNUp()
+	}
+}
+
+// setOnVPNUp sets the function called, under the enforcer's lock, each
+// time a VPN interface comes up; it must not block.
+func (e *enforcer) setOnVPNUp(fn func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.onVPNUp = fn
 }
 
 func (e *enforcer) setRole(link netwatch.Link, role config.Role) {

@@ -63,6 +63,7 @@ type daemon struct {
 	loader   *loader.Loader
 	enforcer *enforcer
 	events   *eventHub
+	spool    *spoolService // nil unless spool.listen is set
 
 	reloadMu sync.Mutex // one reload at a time: SIGHUP and the socket
 
@@ -119,6 +120,10 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.startDNS(ctx, reg); err != nil {
 		return err
 	}
+	if err := d.startSpool(ctx, reg); err != nil {
+		return err
+	}
+	defer d.closeSpool()
 	d.log.Info("ready", "pins", d.cfg.Paths.BPFFS, "metrics", d.cfg.Metrics.Listen, "socket", d.cfg.Paths.Socket)
 
 	go d.serveMetrics(metricsLn, reg)
