@@ -65,11 +65,16 @@ func run(ctx context.Context, bin string, verbose bool) (ok bool, err error) {
 		}
 	}()
 
+	broker, spool, err := startBroker(sb)
+	if err != nil {
+		return false, err
+	}
 	d := &demo{sb: sb, bin: bin}
-	if err := d.startEnforcer(ctx); err != nil {
+	if err := d.startEnforcer(ctx, spool); err != nil {
 		return false, err
 	}
 	ok = d.probeAll(ctx)
+	ok = d.storeAndForward(ctx, broker) && ok
 	d.printMetrics(ctx)
 	return ok, ctx.Err()
 }
@@ -80,13 +85,31 @@ type demo struct {
 	bin     string
 	cfgPath string
 	bpffs   string
+	daemon  *sandbox.Process
+}
+
+// killSignal ends the daemon the way a crash would.
+var killSignal = syscall.SIGKILL
+
+// startBroker starts mosquitto in the VPC and returns the spool section
+// that forwards to it, with a client certificate of the sandbox CA.
+func startBroker(s *sandbox.Sandbox) (*sandbox.Broker, string, error) {
+	broker, err := s.StartBroker("plant-7/#")
+	if err != nil {
+		return nil, "", err
+	}
+	cert, key, err := s.IssueCert("gateway", "edgeward-gateway")
+	if err != nil {
+		return nil, "", err
+	}
+	return broker, spoolSection(broker, s.CAFile(), cert, key), nil
 }
 
 // startEnforcer writes the demo policy, starts `edgeward run` in the
 // gateway and waits until the uplink is enforced.
-func (d *demo) startEnforcer(ctx context.Context) error {
+func (d *demo) startEnforcer(ctx context.Context, spool string) error {
 	d.bpffs = filepath.Join(d.sb.BPFFS, "edgeward")
-	path, _, err := demopolicy.Write(d.sb.Dir, demopolicy.Params{BPFFS: d.bpffs, Dir: d.sb.Dir})
+	path, _, err := demopolicy.Write(d.sb.Dir, demopolicy.Params{BPFFS: d.bpffs, Dir: d.sb.Dir, ExtraYAML: spool})
 	if err != nil {
 		return err
 	}
@@ -97,6 +120,7 @@ func (d *demo) startEnforcer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.daemon = p
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -37,6 +37,10 @@ func tcpEcho(from sb.Host, addr string, timeout time.Duration) func(context.Cont
 	return func(_ context.Context, d *demo) error { return d.sb.EchoTCP(from, addr, timeout) }
 }
 
+func tcpConnect(from sb.Host, addr string, timeout time.Duration) func(context.Context, *demo) error {
+	return func(_ context.Context, d *demo) error { return d.sb.DialTCP(from, addr, timeout) }
+}
+
 func udpEcho(from sb.Host, addr string, timeout time.Duration) func(context.Context, *demo) error {
 	return func(_ context.Context, d *demo) error { return d.sb.EchoUDP(from, addr, timeout) }
 }
@@ -56,7 +60,7 @@ func rows(from sb.Host) []row {
 		{from, "internet host", sb.InternetHost4, "tcp/443 via proxy", true, curlGet(from, sb.URL(sb.InternetHost4), sb.ProxyURL4, ok)},
 		{from, "VPC endpoint (tunnel)", sb.VPCEndpoint4, "tcp/443 (curl)", true, curlGet(from, sb.URL(sb.VPCEndpoint4), "", ok)},
 		{from, "VPC endpoint (tunnel)", sb.VPCEndpoint6, "tcp/443 (curl)", true, curlGet(from, sb.URL(sb.VPCEndpoint6), "", ok)},
-		{from, "VPC broker (tunnel)", sb.VPCEndpoint4, "tcp/8883", true, tcpEcho(from, sb.Addr(sb.VPCEndpoint4, sb.MQTTSPort), ok)},
+		{from, "VPC broker (tunnel)", sb.VPCEndpoint4, "tcp/8883 (connect)", true, tcpConnect(from, sb.Addr(sb.VPCEndpoint4, sb.MQTTSPort), ok)},
 	}
 }
 
