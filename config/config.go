@@ -122,7 +122,10 @@ type Spool struct {
 	MaxBytes int64         // default 1GiB
 	MaxAge   time.Duration // default 168h
 	WhenFull string        // "drop_oldest" (default) or "reject"
-	Forward  *Forward      // nil when absent
+	// TokenFile, when set, holds the bearer token producers must send
+	// (Authorization: Bearer ...); the daemon reads it at start.
+	TokenFile string
+	Forward   *Forward // nil when absent
 }
 
 // Forward says where the spool sends its streams.

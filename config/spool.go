@@ -12,7 +12,7 @@ const maxTopic = 65535
 
 // spool decodes the spool section into s, which holds the defaults.
 func (p *parser) spool(n *yaml.Node, s *Spool) {
-	o := p.object(n, "spool", "dir", "listen", "max_bytes", "max_age", "when_full", "forward")
+	o := p.object(n, "spool", "dir", "listen", "max_bytes", "max_age", "when_full", "token_file", "forward")
 	if o == nil {
 		return
 	}
@@ -29,6 +29,9 @@ func (p *parser) spool(n *yaml.Node, s *Spool) {
 	}
 	if v := o.get("when_full"); v != nil {
 		s.WhenFull = p.enum(v, o.path("when_full"), "drop_oldest", "reject")
+	}
+	if v := o.get("token_file"); v != nil {
+		s.TokenFile = p.absPath(v, o.path("token_file"))
 	}
 	s.Forward = p.forward(o.get("forward"), o.path("forward"))
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +57,10 @@ func (d *daemon) startSpool(ctx context.Context, reg *prometheus.Registry) error
 	if len(cfg.Listen) == 0 {
 		return nil
 	}
+	token, err := readToken(cfg.TokenFile)
+	if err != nil {
+		return err
+	}
 	lns, err := bindSpool(cfg.Listen)
 	if err != nil {
 		return err
@@ -73,10 +79,26 @@ func (d *daemon) startSpool(ctx context.Context, reg *prometheus.Registry) error
 		}
 	}
 	reg.MustRegister(spool.NewCollector(s))
-	svc.serve(lns, d.log)
+	svc.serve(lns, token, d.log)
 	d.spool = svc
 	d.log.Info("spool listening", "addresses", len(cfg.Listen), "dir", cfg.Dir, "forward", cfg.Forward != nil)
 	return nil
+}
+
+// readToken reads the producers' bearer token, "" without a file.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("spool token: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("spool token: %s is empty", path)
+	}
+	return token, nil
 }
 
 // bindSpool opens a TCP listener on every address; on any failure it
@@ -192,8 +214,8 @@ func logUpstream(ctx context.Context, log *slog.Logger, f *forward.Forwarder) {
 }
 
 // serve runs the ingest API on every listener.
-func (svc *spoolService) serve(lns []net.Listener, log *slog.Logger) {
-	h := spool.NewHandler(svc.spool, spool.HandlerOptions{})
+func (svc *spoolService) serve(lns []net.Listener, token string, log *slog.Logger) {
+	h := spool.NewHandler(svc.spool, spool.HandlerOptions{Token: token})
 	for _, l := range lns {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 		svc.servers = append(svc.servers, srv)
