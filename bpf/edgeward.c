@@ -217,6 +217,19 @@ static __always_inline int ew_on_link(struct __sk_buff *skb,
 	       fib.ipv6_dst[3] == pkt->daddr[3];
 }
 
+/* ew_neighbour_message tells whether a unicast packet is a plain neighbour
+ * solicitation or advertisement: hop limit 255 (RFC 4861; a router would
+ * have lowered it, and receivers drop less) and no more than a target and
+ * one link-layer option. The FIB check of ew_on_link misses some of these
+ * on older kernels; this keeps address resolution working while what the
+ * exception can carry stays tiny. */
+static __always_inline int ew_neighbour_message(const struct ew_packet *pkt)
+{
+	return pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 &&
+	       (pkt->icmp_type == 135 || pkt->icmp_type == 136) &&
+	       pkt->hop_limit == 255 && pkt->ip_payload <= 32;
+}
+
 /* ew_judge_egress judges a packet leaving on an uplink and records the
  * flows it allows. An ICMP error the gateway sends about a packet of an
  * allowed flow (path MTU discovery for traffic it forwards) may leave;
@@ -244,7 +257,7 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 	/* Only a link need that is not link-scoped costs a FIB lookup. */
 	if (ew_link_need(pkt) != EW_REASON_UNKNOWN && !pkt->forwarded &&
 	    !ew_link_scope(pkt))
-		on_link = ew_on_link(skb, pkt);
+		on_link = ew_on_link(skb, pkt) || ew_neighbour_message(pkt);
 
 	ew_decide(s, slot, pkt, on_link, d);
 	if (d->reason == EW_REASON_NO_RULE && d->learned_expired)

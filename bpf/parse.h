@@ -46,6 +46,9 @@ struct ew_packet {
 	__u16 dport;
 	__u8 tcp_flags;
 	__u8 forwarded;      /* did not start on this machine */
+	__u8 hop_limit;      /* IPv6 hop limit, IPv4 TTL */
+	__u8 pad2;
+	__u16 ip_payload;    /* IPv6 payload length */
 	__u32 frag_id;
 	__u32 saddr[4];
 	__u32 daddr[4];
@@ -170,6 +173,7 @@ static __always_inline int ew_parse_ipv4(struct ew_cursor *c,
 		return EW_REASON_MALFORMED;
 
 	pkt->family = 4;
+	pkt->hop_limit = ip->ttl;
 	pkt->proto = ip->protocol;
 	pkt->saddr[0] = ip->saddr;
 	pkt->daddr[0] = ip->daddr;
@@ -243,6 +247,8 @@ static __always_inline int ew_parse_ipv6(struct ew_cursor *c,
 		return EW_REASON_MALFORMED;
 
 	pkt->family = 6;
+	pkt->hop_limit = ip6->hop_limit;
+	pkt->ip_payload = bpf_ntohs(ip6->payload_len);
 	__builtin_memcpy(pkt->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(pkt->daddr, &ip6->daddr, 16);
 	next = ip6->nexthdr;
