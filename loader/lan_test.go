@@ -156,19 +156,27 @@ func TestLANVerdicts(t *testing.T) {
 		{"malformed", pkt.Ether(pkt.Ether8021Q, pkt.VLAN(5, pkt.EtherIPv4, []byte{0x45})), VerdictDrop, "malformed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := readCounters(t, l)
-			ret := r.runXDP(t, l.objs.XDPLAN, "lan0", tc.packet)
-
-			want := uint32(xdpPass)
-			if tc.verdict == VerdictDrop {
-				want = xdpDrop
-			}
-			if ret != want {
-				t.Errorf("xdp_lan returned %d, want %d (%s)", ret, want, tc.verdict)
-			}
-			assertOneCountAt(t, "xdp_lan", before, readCounters(t, l), tc.verdict, tc.reason, len(tc.packet))
+			r.expectXDP(t, l, l.objs.XDPLAN, "lan0", "xdp_lan", tc.packet, tc.verdict, tc.reason)
 		})
 	}
+}
+
+// expectXDP runs an XDP program on packet received on iface and checks
+// its return value and that exactly the (hook, verdict, reason) counter
+// grew by one.
+func (r *lanRouter) expectXDP(t *testing.T, l *Loader, prog *ebpf.Program, iface, hook string, packet []byte, verdict Verdict, reason string) {
+	t.Helper()
+	before := readCounters(t, l)
+	ret := r.runXDP(t, prog, iface, packet)
+
+	want := uint32(xdpPass)
+	if verdict == VerdictDrop {
+		want = xdpDrop
+	}
+	if ret != want {
+		t.Errorf("%s returned %d, want %d (%s)", prog, ret, want, verdict)
+	}
+	assertOneCountAt(t, hook, before, readCounters(t, l), verdict, reason, len(packet))
 }
 
 // runXDP runs an XDP program on a packet received on the interface called
@@ -235,16 +243,7 @@ func TestUplinkIngressAdoption(t *testing.T) {
 		{"udp from the vpn peer to another port", in4(vpnPeer4, pkt.ProtoUDP, pkt.UDP(51820, 51821, []byte("x"))), VerdictDrop, "unsolicited"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := readCounters(t, l)
-			ret := r.runXDP(t, l.objs.XDPUplink, "wan0", tc.packet)
-			want := uint32(xdpPass)
-			if tc.verdict == VerdictDrop {
-				want = xdpDrop
-			}
-			if ret != want {
-				t.Errorf("xdp_uplink returned %d, want %d", ret, want)
-			}
-			assertOneCountAt(t, "uplink_ingress", before, readCounters(t, l), tc.verdict, tc.reason, len(tc.packet))
+			r.expectXDP(t, l, l.objs.XDPUplink, "wan0", "uplink_ingress", tc.packet, tc.verdict, tc.reason)
 		})
 	}
 }
