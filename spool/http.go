@@ -64,7 +64,8 @@ type handler struct {
 //
 // A POST is answered only once its records are durable; the batch is
 // stored whole or not at all. Errors are JSON {"error": "..."} with 400
-// (bad name, empty or malformed record), 401 (token), 404, 405, 413
+// (bad name, a name reserved for dead letters, empty or malformed
+// record), 401 (token), 404, 405, 413
 // (record or request too large), 507 (stream or spool full, disk full,
 // too many streams) or 500.
 func NewHandler(s *Spool, opts HandlerOptions) http.Handler {
@@ -95,13 +96,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authorized compares the bearer token in constant time.
+// authorized compares the bearer token in constant time. The scheme is
+// case-insensitive (RFC 7235); spaces around the token do not count.
 func (h *handler) authorized(r *http.Request) bool {
 	if h.opts.Token == "" {
 		return true
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.Token)) == 1
+	scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	got = strings.TrimSpace(got)
+	return ok && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.Token)) == 1
 }
 
 // only runs next when the method matches, else answers 405.
@@ -119,6 +123,10 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/v1/streams/")
 	if err := checkStreamName(name); err != nil {
 		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if IsDeadLetter(name) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("stream %q: names ending in %q are reserved for dead letters", name, DeadLetterSuffix))
 		return
 	}
 

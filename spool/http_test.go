@@ -1,7 +1,9 @@
 package spool
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -170,5 +172,60 @@ func TestHandlerList(t *testing.T) {
 	status, _ = do(t, srv, http.MethodDelete, "/v1/streams", "", "", "")
 	if status != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE: got %d, want 405", status)
+	}
+}
+
+// TestHTTPDeadLetterNamesReserved: producers cannot write into a
+// dead-letter stream; the bearer scheme is case-insensitive.
+func TestHTTPDeadLetterNamesReserved(t *testing.T) {
+	s, _, err := Open(Options{Dir: t.TempDir(), MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := httptest.NewServer(NewHandler(s, HandlerOptions{Token: "t0k"}))
+	defer srv.Close()
+
+	for _, tc := range []struct {
+		stream, auth string
+		want         int
+	}{
+		{"line1.dead", "Bearer t0k", http.StatusBadRequest},
+		{"line1", "bearer t0k", http.StatusOK},
+		{"line1", "Bearer  t0k ", http.StatusOK},
+		{"line1", "Basic t0k", http.StatusUnauthorized},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/streams/"+tc.stream, strings.NewReader("x"))
+		req.Header.Set("Authorization", tc.auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("POST %s with %q: %d, want %d", tc.stream, tc.auth, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+// TestDeadLetterStreamsBeyondMaxStreams: with every ordinary stream taken,
+// a dead-letter stream can still be created.
+func TestDeadLetterStreamsBeyondMaxStreams(t *testing.T) {
+	s, _, err := Open(Options{Dir: t.TempDir(), MaxBytes: 1 << 20, MaxStreams: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if _, _, err := s.Append(ctx, name, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Append(ctx, "c", []byte("x")); !errors.Is(err, ErrTooManyStreams) {
+		t.Errorf("third ordinary stream: %v, want ErrTooManyStreams", err)
+	}
+	if _, _, err := s.Append(ctx, "a.dead", []byte("x")); err != nil {
+		t.Errorf("dead-letter stream with every ordinary one taken: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -316,12 +317,40 @@ func (s *Spool) signalDurable() {
 	s.notify = make(chan struct{})
 }
 
+// DeadLetterSuffix ends the name of a stream's dead-letter stream. Such
+// streams are reserved: producers cannot append to them through the HTTP
+// API, and they do not count against MaxStreams (each has its own stream,
+// so there are at most MaxStreams of them too), so a forwarder can always
+// set a poison record aside.
+const DeadLetterSuffix = ".dead"
+
+// IsDeadLetter tells whether a stream name is a dead-letter stream's.
+func IsDeadLetter(name string) bool {
+	return strings.HasSuffix(name, DeadLetterSuffix)
+}
+
+// roomForStreamLocked tells whether a stream called name may be created:
+// ordinary streams up to MaxStreams, dead-letter streams up to MaxStreams
+// of their own. The caller holds s.mu.
+func (s *Spool) roomForStreamLocked(name string) bool {
+	dead := 0
+	for n := range s.streams {
+		if IsDeadLetter(n) {
+			dead++
+		}
+	}
+	if IsDeadLetter(name) {
+		return dead < s.opts.MaxStreams
+	}
+	return len(s.streams)-dead < s.opts.MaxStreams
+}
+
 // streamLocked returns the stream, creating its directory on first use.
 func (s *Spool) streamLocked(name string) (*stream, error) {
 	if st := s.streams[name]; st != nil {
 		return st, nil
 	}
-	if len(s.streams) >= s.opts.MaxStreams {
+	if !s.roomForStreamLocked(name) {
 		return nil, fmt.Errorf("create stream %s: %w (limit %d)", name, ErrTooManyStreams, s.opts.MaxStreams)
 	}
 

@@ -213,11 +213,37 @@ func logUpstream(ctx context.Context, log *slog.Logger, f *forward.Forwarder) {
 	}
 }
 
+// spoolMaxRequests bounds the ingest requests served at once, and so the
+// memory their bodies take (each up to spool.DefaultMaxRequestBytes).
+const spoolMaxRequests = 32
+
+// limitRequests answers 503 to requests beyond max at once.
+func limitRequests(next http.Handler, max int) http.Handler {
+	slots := make(chan struct{}, max)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":"busy: too many requests at once, retry"}`, http.StatusServiceUnavailable)
+		}
+	})
+}
+
 // serve runs the ingest API on every listener.
 func (svc *spoolService) serve(lns []net.Listener, token string, log *slog.Logger) {
-	h := spool.NewHandler(svc.spool, spool.HandlerOptions{Token: token})
+	h := limitRequests(spool.NewHandler(svc.spool, spool.HandlerOptions{Token: token}), spoolMaxRequests)
 	for _, l := range lns {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+		// ReadTimeout bounds a whole request body: a client that stalls
+		// cannot hold its buffer (up to 8 MiB) for ever.
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			IdleTimeout:       time.Minute,
+		}
 		svc.servers = append(svc.servers, srv)
 		go func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

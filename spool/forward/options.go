@@ -22,7 +22,7 @@ const (
 	DefaultBatchBytes       = 1 << 20
 	DefaultTimeout          = 10 * time.Second
 	DefaultMaxTries         = 5
-	DefaultDeadLetterSuffix = ".dead"
+	DefaultDeadLetterSuffix = spool.DeadLetterSuffix
 	DefaultKeepAlive        = 30 * time.Second
 
 	DefaultBackoffMin   = 500 * time.Millisecond
