@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -473,6 +474,11 @@ func (s *Spool) appendLocked(name string, records [][]byte) (*stream, *commit, u
 		return nil, nil, 0, 0, err
 	}
 
+	// Sequence numbers never wrap: a stream whose numbers ran out (only a
+	// hand-made file can take it there) refuses appends.
+	if st.nextSeq == 0 || st.nextSeq > math.MaxUint64-uint64(len(records)) {
+		return nil, nil, 0, 0, fmt.Errorf("append to %s: %w: sequence numbers exhausted at %d", name, ErrFull, st.nextSeq)
+	}
 	var need int64
 	for _, r := range records {
 		need += frameSize(len(r))
