@@ -109,8 +109,8 @@ func wordsAddr(family uint8, w [4]uint32) netip.Addr {
 
 // EventLosses are deny events the kernel did not send.
 type EventLosses struct {
-	RateLimited uint64 // over the per-CPU rate
-	RingFull    uint64 // the daemon did not read fast enough
+	RateLimited uint64 `json:"rate_limited"` // over the per-CPU budget
+	RingFull    uint64 `json:"ring_full"`    // the daemon did not read fast enough
 }
 
 // EventLosses reads the counts of events not sent, summed over CPUs.

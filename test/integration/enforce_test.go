@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
@@ -194,6 +195,34 @@ func TestStatusAndMetrics(t *testing.T) {
 		`edgeward_build_info{`,
 	); err != nil {
 		t.Errorf("metrics: %v", err)
+	}
+
+	out, err = g.cli("status", "-c", g.cfgPath, "-json")
+	if err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	var st struct {
+		Loaded     bool
+		Mode       string
+		Interfaces []struct {
+			Name, Role string
+			Hooks      []struct{ Hook, Attach string }
+		}
+		Counters []struct {
+			Hook, Verdict, Reason string
+			Packets               uint64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -json is not JSON: %v\n%s", err, out)
+	}
+	if !st.Loaded || st.Mode != "enforce" {
+		t.Errorf("status -json: loaded %v mode %q", st.Loaded, st.Mode)
+	}
+	for _, i := range st.Interfaces {
+		if i.Name == sb.GatewayWANIface && (i.Role != "uplink" || len(i.Hooks) != 2) {
+			t.Errorf("status -json: wan0 %+v, want an uplink with two hooks", i)
+		}
 	}
 
 	// Status keeps working with the daemon gone: it reads the pins.
