@@ -217,10 +217,11 @@ func (l *Loader) attachXDP(iface Interface, p hookPlan) (AttachMode, error) {
 	return mode, pinAndClose(lk, pin)
 }
 
+// pinAndClose pins a new link and drops our descriptor; the pin keeps
+// the link. When pinning fails, closing the descriptor detaches it again.
 func pinAndClose(lk link.Link, pin string) error {
 	defer lk.Close()
 	if err := lk.Pin(pin); err != nil {
-		lk.Close()
 		return fmt.Errorf("pin link: %w", err)
 	}
 	return nil

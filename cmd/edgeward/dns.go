@@ -118,25 +118,22 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 func bindDNS(addrs []netip.AddrPort) ([]net.PacketConn, []net.Listener, error) {
 	var packet []net.PacketConn
 	var stream []net.Listener
-	closeAll := func() {
+	fail := func(err error) ([]net.PacketConn, []net.Listener, error) {
 		for _, p := range packet {
 			p.Close()
 		}
-		for _, l := range stream {
-			l.Close()
-		}
+		closeAll(stream)
+		return nil, nil, fmt.Errorf("dns guard: %w", err)
 	}
 	for _, ap := range addrs {
 		pc, err := net.ListenPacket("udp", ap.String())
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("dns guard: %w", err)
+			return fail(err)
 		}
 		packet = append(packet, pc)
 		l, err := net.Listen("tcp", ap.String())
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("dns guard: %w", err)
+			return fail(err)
 		}
 		stream = append(stream, l)
 	}

@@ -34,5 +34,3 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
