@@ -131,59 +131,24 @@ type prefixRules struct {
 // prefixes decodes a list of CIDRs with no duplicates and no entry inside
 // another.
 func (p *parser) prefixes(n *yaml.Node, field string, rules prefixRules) []netip.Prefix {
-	items := p.list(n, field)
-	if rules.required && len(items) == 0 {
-		p.emptyList(n, field, "10.20.8.0/24")
+	kind := disjointKind[netip.Prefix]{
+		example:  "10.20.8.0/24",
+		parse:    ParsePrefix,
+		overlaps: netip.Prefix.Overlaps,
+		advice:   "keep the larger one",
 	}
-
-	var out []netip.Prefix
-	var nodes []*yaml.Node
-	for i, item := range items {
-		f := index(field, i)
-		s, ok := p.str(item, f)
-		if !ok {
-			continue
-		}
-
-		pfx, err := ParsePrefix(s)
-		if err != nil {
-			p.errorAt(item, f, "%v", err)
-			continue
-		}
-		if rules.noDefault && pfx.Bits() == 0 {
-			p.errorAt(item, f, "%s would open these ports to every address; list the endpoint's own ranges", pfx)
-			continue
-		}
-		if j := containing(out, pfx); j >= 0 {
-			p.prefixClash(item, f, pfx, out[j], nodes[j])
-			continue
-		}
-		out = append(out, pfx)
-		nodes = append(nodes, item)
+	if rules.noDefault {
+		kind.check = refuseDefaultRoute
 	}
-
-	return out
+	return disjointList(p, n, field, rules.required, kind)
 }
 
-// containing returns the index of the first prefix in ps that overlaps
-// pfx (one contains the other), or -1.
-func containing(ps []netip.Prefix, pfx netip.Prefix) int {
-	for i, o := range ps {
-		if o.Overlaps(pfx) {
-			return i
-		}
+// refuseDefaultRoute refuses a prefix that covers every address.
+func refuseDefaultRoute(pfx netip.Prefix) error {
+	if pfx.Bits() == 0 {
+		return fmt.Errorf("%s would open these ports to every address; list the endpoint's own ranges", pfx)
 	}
-	return -1
-}
-
-// prefixClash reports a duplicate or nested prefix.
-func (p *parser) prefixClash(n *yaml.Node, field string, pfx, prev netip.Prefix, prevNode *yaml.Node) {
-	if pfx == prev {
-		p.errorAt(n, field, "duplicate %s (already at line %d)", pfx, prevNode.Line)
-		return
-	}
-
-	p.errorAt(n, field, "%s overlaps %s (line %d); keep the larger one", pfx, prev, prevNode.Line)
+	return nil
 }
 
 // listen decodes a list of ip:port addresses to listen on; each may be

@@ -17,10 +17,10 @@ var ifAlphabet = func() []byte {
 // pair is a state of the product of two pattern NFAs.
 type pair struct{ i, j int }
 
-// edge remembers how a product state was first reached, to rebuild a
-// witness name.
-type edge struct {
-	from pair
+// edge remembers how a search state (a product pair or a position set) was
+// first reached, to rebuild a witness name.
+type edge[S comparable] struct {
+	from S
 	c    byte
 }
 
@@ -34,7 +34,7 @@ type edge struct {
 // (at most maxIfName non-star tokens after checkPattern), so the product
 // has at most a few hundred states.
 func intersect(a, b glob) (string, bool) {
-	parent := map[pair]edge{}
+	parent := map[pair]edge[pair]{}
 	frontier := []pair{{0, 0}}
 
 	for depth := 1; depth <= maxIfName; depth++ {
@@ -45,7 +45,7 @@ func intersect(a, b glob) (string, bool) {
 					if _, seen := parent[to]; seen {
 						continue
 					}
-					parent[to] = edge{from: st, c: c}
+					parent[to] = edge[pair]{from: st, c: c}
 					if a.accepts(to.i) && b.accepts(to.j) {
 						return witness(parent, to, depth), true
 					}
@@ -77,7 +77,7 @@ func productStep(a, b glob, st pair, c byte) []pair {
 }
 
 // witness spells the name that led to st, depth characters long.
-func witness(parent map[pair]edge, st pair, depth int) string {
+func witness[S comparable](parent map[S]edge[S], st S, depth int) string {
 	name := make([]byte, depth)
 	for k := depth - 1; k >= 0; k-- {
 		e := parent[st]
@@ -100,7 +100,7 @@ func (g glob) matchesAll() (string, bool) {
 	}
 
 	start := g.closeSet(1)
-	parent := map[uint64]edge64{}
+	parent := map[uint64]edge[uint64]{}
 	frontier := []uint64{start}
 
 	for depth := 1; depth <= maxIfName; depth++ {
@@ -111,9 +111,9 @@ func (g glob) matchesAll() (string, bool) {
 				if _, seen := parent[to]; seen {
 					continue
 				}
-				parent[to] = edge64{from: set, c: c}
+				parent[to] = edge[uint64]{from: set, c: c}
 				if !g.acceptsSet(to) {
-					return witness64(parent, to, depth), false
+					return witness(parent, to, depth), false
 				}
 				next = append(next, to)
 			}
@@ -122,12 +122,6 @@ func (g glob) matchesAll() (string, bool) {
 	}
 
 	return "", true
-}
-
-// edge64 is edge for the subset construction.
-type edge64 struct {
-	from uint64
-	c    byte
 }
 
 // closeSet adds to set the positions its stars can skip to.
@@ -157,15 +151,4 @@ func (g glob) stepSet(set uint64, c byte) uint64 {
 // acceptsSet reports whether set holds the accepting position.
 func (g glob) acceptsSet(set uint64) bool {
 	return set&(1<<len(g.toks)) != 0
-}
-
-// witness64 is witness for the subset construction.
-func witness64(parent map[uint64]edge64, set uint64, depth int) string {
-	name := make([]byte, depth)
-	for k := depth - 1; k >= 0; k-- {
-		e := parent[set]
-		name[k] = e.c
-		set = e.from
-	}
-	return string(name)
 }

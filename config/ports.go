@@ -111,55 +111,13 @@ func parsePort(s string) (uint16, error) {
 // portSet decodes a list of port ranges; no two entries may share a port.
 // required says whether an empty list is an error.
 func (p *parser) portSet(n *yaml.Node, field string, required bool) []PortRange {
-	items := p.list(n, field)
-	if required && len(items) == 0 {
-		p.emptyList(n, field, "tcp/443")
-	}
-
-	var out []PortRange
-	var nodes []*yaml.Node
-	for i, item := range items {
-		f := index(field, i)
-		s, ok := p.str(item, f)
-		if !ok {
-			continue
-		}
-
-		r, err := ParsePortRange(s)
-		if err != nil {
-			p.errorAt(item, f, "%v", err)
-			continue
-		}
-		if j := overlapping(out, r); j >= 0 {
-			p.portClash(item, f, r, out[j], nodes[j])
-			continue
-		}
-		out = append(out, r)
-		nodes = append(nodes, item)
-	}
-
-	return out
-}
-
-// overlapping returns the index of the first range in rs that shares a
-// port with r, or -1.
-func overlapping(rs []PortRange, r PortRange) int {
-	for i, o := range rs {
-		if o.overlaps(r) {
-			return i
-		}
-	}
-	return -1
-}
-
-// portClash reports a duplicate or overlapping port range.
-func (p *parser) portClash(n *yaml.Node, field string, r, prev PortRange, prevNode *yaml.Node) {
-	if r == prev {
-		p.errorAt(n, field, "duplicate port set %s (already at line %d)", r, prevNode.Line)
-		return
-	}
-
-	p.errorAt(n, field, "port set %s overlaps %s (line %d); merge them", r, prev, prevNode.Line)
+	return disjointList(p, n, field, required, disjointKind[PortRange]{
+		example:  "tcp/443",
+		parse:    ParsePortRange,
+		overlaps: PortRange.overlaps,
+		noun:     "port set ",
+		advice:   "merge them",
+	})
 }
 
 // emptyList records that a required list is missing or empty; example is
