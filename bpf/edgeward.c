@@ -187,6 +187,23 @@ static __always_inline struct ew_settings *ew_policy_for(struct ew_decision *d,
  * its limits on older kernels.
  */
 
+/* ew_fib_addresses fills a FIB query with the packet's family and
+ * addresses, asked on the device ifindex. */
+static __always_inline void ew_fib_addresses(struct bpf_fib_lookup *fib,
+					     const struct ew_packet *pkt,
+					     __u32 ifindex)
+{
+	fib->family = pkt->family == 4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */;
+	fib->ifindex = ifindex;
+	if (pkt->family == 4) {
+		fib->ipv4_src = pkt->saddr[0];
+		fib->ipv4_dst = pkt->daddr[0];
+	} else {
+		__builtin_memcpy(fib->ipv6_src, pkt->saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, pkt->daddr, 16);
+	}
+}
+
 /* ew_on_link asks the FIB whether the destination of a packet leaving on
  * skb's device is a neighbour there (no router in between). */
 static __always_inline int ew_on_link(struct __sk_buff *skb,
@@ -195,15 +212,7 @@ static __always_inline int ew_on_link(struct __sk_buff *skb,
 	struct bpf_fib_lookup fib = {};
 	int rc;
 
-	fib.family = pkt->family == 4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */;
-	fib.ifindex = skb->ifindex;
-	if (pkt->family == 4) {
-		fib.ipv4_src = pkt->saddr[0];
-		fib.ipv4_dst = pkt->daddr[0];
-	} else {
-		__builtin_memcpy(fib.ipv6_src, pkt->saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, pkt->daddr, 16);
-	}
+	ew_fib_addresses(&fib, pkt, skb->ifindex);
 
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -364,18 +373,10 @@ static __always_inline int ew_route(struct xdp_md *ctx,
 	struct bpf_fib_lookup fib = {};
 	int rc;
 
-	fib.family = pkt->family == 4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */;
+	ew_fib_addresses(&fib, pkt, ctx->ingress_ifindex);
 	fib.l4_protocol = pkt->proto;
 	fib.sport = bpf_htons(pkt->sport);
 	fib.dport = bpf_htons(pkt->dport);
-	fib.ifindex = ctx->ingress_ifindex;
-	if (pkt->family == 4) {
-		fib.ipv4_src = pkt->saddr[0];
-		fib.ipv4_dst = pkt->daddr[0];
-	} else {
-		__builtin_memcpy(fib.ipv6_src, pkt->saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, pkt->daddr, 16);
-	}
 
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	switch (rc) {
