@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
@@ -107,20 +108,20 @@ func readFrames(t *testing.T, path string) [][]byte {
 	}
 	defer f.Close()
 
-	next, link, err := frameReader(f, strings.HasSuffix(path, ".pcapng"))
+	src, err := frameReader(f, strings.HasSuffix(path, ".pcapng"))
 	if err != nil {
-		next, link, err = retryOtherFormat(t, f, path)
+		src, err = retryOtherFormat(t, f, path)
 	}
 	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}
-	if link != layers.LinkTypeEthernet {
+	if link := src.LinkType(); link != layers.LinkTypeEthernet {
 		t.Fatalf("%s: link type %s, the test feeds Ethernet frames only", path, link)
 	}
 
 	var frames [][]byte
 	for {
-		data, err := next()
+		data, _, err := src.ReadPacketData()
 		if err == io.EOF {
 			break
 		}
@@ -137,31 +138,24 @@ func readFrames(t *testing.T, path string) [][]byte {
 
 // retryOtherFormat reopens a capture whose name lies about its format (a
 // pcapng file called .pcap, as hart_hart_ip.pcap is).
-func retryOtherFormat(t *testing.T, f *os.File, path string) (func() ([]byte, error), layers.LinkType, error) {
+func retryOtherFormat(t *testing.T, f *os.File, path string) (packetSource, error) {
 	t.Helper()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	return frameReader(f, !strings.HasSuffix(path, ".pcapng"))
 }
 
-func frameReader(r io.Reader, ng bool) (func() ([]byte, error), layers.LinkType, error) {
+// packetSource is what pcapgo's pcap and pcapng readers both offer.
+type packetSource interface {
+	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	LinkType() layers.LinkType
+}
+
+// frameReader opens r as a pcapng (ng) or classic pcap capture.
+func frameReader(r io.Reader, ng bool) (packetSource, error) {
 	if ng {
-		rd, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, 0, err
-		}
-		return func() ([]byte, error) {
-			data, _, err := rd.ReadPacketData()
-			return data, err
-		}, rd.LinkType(), nil
+		return pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
 	}
-	rd, err := pcapgo.NewReader(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	return func() ([]byte, error) {
-		data, _, err := rd.ReadPacketData()
-		return data, err
-	}, rd.LinkType(), nil
+	return pcapgo.NewReader(r)
 }

@@ -184,16 +184,13 @@ func (r *lanRouter) expectXDP(t *testing.T, l *Loader, prog *ebpf.Program, iface
 // thread that runs the program, and a subtest runs on a thread of its own.
 func (r *lanRouter) runXDP(t *testing.T, prog *ebpf.Program, name string, packet []byte) uint32 {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	must(t, err)
-	defer orig.Close()
-	must(t, netns.Set(r.ns))
-	defer netns.Set(orig)
 
 	ctx := xdpMD{DataEnd: uint32(len(packet)), IngressIfindex: uint32(r.ifindex[name])}
-	ret, err := prog.Run(&ebpf.RunOptions{Data: packet, Context: ctx})
+	var ret uint32
+	var err error
+	r.do(t, func() {
+		ret, err = prog.Run(&ebpf.RunOptions{Data: packet, Context: ctx})
+	})
 	if err != nil {
 		t.Fatalf("run %s on %d bytes: %v", prog, len(packet), err)
 	}

@@ -139,14 +139,7 @@ func TestMaxAgeWithClockJumps(t *testing.T) {
 
 func TestMaxAgeAcrossRestartWithClockBehind(t *testing.T) {
 	clk := newFakeClock()
-	dir := t.TempDir()
-	opts := Options{Dir: dir, MaxAge: time.Hour, Now: clk.Now, Monotonic: clk.Mono}
-	s, _, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, "a", "A")
-	s.Close()
+	opts := spoolWithOneRecord(t, clk)
 
 	// The gateway restarts with its clock a day behind: A looks like it
 	// comes from the future. It must count as new, not live forever.
@@ -165,14 +158,7 @@ func TestMaxAgeAcrossRestartWithClockBehind(t *testing.T) {
 
 func TestMaxAgeAcrossRestartWithOldData(t *testing.T) {
 	clk := newFakeClock()
-	dir := t.TempDir()
-	opts := Options{Dir: dir, MaxAge: time.Hour, Now: clk.Now, Monotonic: clk.Mono}
-	s, _, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, "a", "A")
-	s.Close()
+	opts := spoolWithOneRecord(t, clk)
 
 	// Down for two hours by the wall clock: A is expired at once.
 	clk.jumpWall(2 * time.Hour)
@@ -181,4 +167,19 @@ func TestMaxAgeAcrossRestartWithOldData(t *testing.T) {
 	if got := seqsOf(drain(t, s2)); len(got) != 0 {
 		t.Errorf("old record kept: %v", got)
 	}
+}
+
+// spoolWithOneRecord leaves a closed spool with max_age one hour holding
+// record A in stream a, and returns the options that reopen it.
+func spoolWithOneRecord(t *testing.T, clk *fakeClock) Options {
+	t.Helper()
+
+	opts := Options{Dir: t.TempDir(), MaxAge: time.Hour, Now: clk.Now, Monotonic: clk.Mono}
+	s, _, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "a", "A")
+	s.Close()
+	return opts
 }

@@ -1,12 +1,11 @@
 package spool
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+
+	"github.com/edgeward/edgeward/internal/metrictest"
 )
 
 func TestCollector(t *testing.T) {
@@ -21,21 +20,7 @@ func TestCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(NewCollector(s)); err != nil {
-		t.Fatalf("register: %v", err)
-	}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-
-	got := map[string]float64{}
-	for _, mf := range families {
-		for _, m := range mf.GetMetric() {
-			got[metricKey(mf.GetName(), m)] = metricValue(m)
-		}
-	}
+	got := metrictest.Gather(t, NewCollector(s))
 	want := map[string]float64{
 		"edgeward_spool_records_appended_total{stream=m}":                   3,
 		"edgeward_spool_records_forwarded_total{stream=m}":                  1,
@@ -58,26 +43,4 @@ func TestCollector(t *testing.T) {
 	if got["edgeward_spool_fsync_duration_seconds{}"] < 1 {
 		t.Errorf("fsync histogram is empty")
 	}
-}
-
-// metricKey renders name{label=value,...}.
-func metricKey(name string, m *dto.Metric) string {
-	var labels []string
-	for _, l := range m.GetLabel() {
-		labels = append(labels, l.GetName()+"="+l.GetValue())
-	}
-	return name + "{" + strings.Join(labels, ",") + "}"
-}
-
-// metricValue returns a counter or gauge value, or a histogram's count.
-func metricValue(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return -1
 }

@@ -3,12 +3,9 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"io"
-	"log"
 	"net/http"
 	"strconv"
-	"time"
 )
 
 // maxBatchBody bounds one request body the receiver reads.
@@ -34,25 +31,10 @@ func (s *Sandbox) StartReceiver() (*Receiver, error) {
 	if err := s.replaceServer(addr); err != nil {
 		return nil, err
 	}
-	cert, err := s.ca.issue("receiver", InternetHost4)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := s.listen(WAN, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-
 	r := &Receiver{URL: "https://" + InternetHost4 + "/ingest", Inbox: &Inbox{}}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(r.serveBatch),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
+	if err := s.serveHTTPS(WAN, addr, "receiver", http.HandlerFunc(r.serveBatch)); err != nil {
+		return nil, err
 	}
-	s.srv.track(ln)
-	s.srv.track(srv)
-	s.srv.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
 	return r, nil
 }
 

@@ -114,6 +114,13 @@ func (s *Sandbox) startServers() error {
 // 200 and the body "<name> <local address>\n". It fails when the address
 // is not on an interface of h or the port is taken.
 func (s *Sandbox) ListenHTTPS(h Host, addr, name string) error {
+	return s.serveHTTPS(h, addr, name, greeter(name))
+}
+
+// serveHTTPS serves handler on addr in host h's namespace until the
+// sandbox closes, with a certificate from the sandbox CA named name for
+// the address's IP.
+func (s *Sandbox) serveHTTPS(h Host, addr, name string, handler http.Handler) error {
 	ip, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("https %s: %w", addr, err)
@@ -129,7 +136,7 @@ func (s *Sandbox) ListenHTTPS(h Host, addr, name string) error {
 	}
 
 	srv := &http.Server{
-		Handler:           greeter(name),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
