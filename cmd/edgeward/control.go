@@ -86,6 +86,13 @@ func controlClient(socket string) *http.Client {
 	}
 }
 
+// daemonUnreachable explains a failed request to the control socket: the
+// daemon is not running, or runs with another paths.socket.
+func daemonUnreachable(stderr io.Writer, cmd, socket string, err error) {
+	fmt.Fprintf(stderr, "edgeward %s: no daemon answers on %s (%v); start it with edgeward run, "+
+		"or pass -c with the config file it runs with\n", cmd, socket, err)
+}
+
 // cmdReload asks the running daemon to apply its config file again.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	f := newFlags("reload", stderr)
@@ -100,7 +107,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 
 	resp, err := controlClient(cfg.Paths.Socket).Post("http://edgeward/v1/reload", "application/json", nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "edgeward reload: is the daemon running? %v\n", err)
+		daemonUnreachable(stderr, "reload", cfg.Paths.Socket, err)
 		return exitFailure
 	}
 	defer resp.Body.Close()

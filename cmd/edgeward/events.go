@@ -219,7 +219,7 @@ func cmdEvents(args []string, stdout, stderr io.Writer) int {
 	client.Timeout = 0
 	resp, err := client.Get("http://edgeward/v1/events?" + q.Encode())
 	if err != nil {
-		fmt.Fprintf(stderr, "edgeward events: is the daemon running? %v\n", err)
+		daemonUnreachable(stderr, "events", cfg.Paths.Socket, err)
 		return exitFailure
 	}
 	defer resp.Body.Close()
