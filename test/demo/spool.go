@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +18,7 @@ import (
 const (
 	demoCut       = 12 * time.Second
 	demoPostEvery = 50 * time.Millisecond
-	spoolURL      = "http://10.10.0.1:8470/v1/streams/"
+	spoolAPI      = "http://10.10.0.1:8470"
 )
 
 // spoolSection is the spool: part of the demo policy.
@@ -47,7 +45,7 @@ func (p *poster) run(ctx context.Context, client *http.Client) {
 	defer tick.Stop()
 	for n := 1; ctx.Err() == nil; n++ {
 		<-tick.C
-		seq, err := post(ctx, client, fmt.Sprintf(`{"sensor":"press-3","n":%d}`, n))
+		seq, err := sb.PostRecord(ctx, client, spoolAPI, "line1", fmt.Sprintf(`{"sensor":"press-3","n":%d}`, n))
 		p.mu.Lock()
 		if err != nil {
 			p.failed++
@@ -58,32 +56,10 @@ func (p *poster) run(ctx context.Context, client *http.Client) {
 	}
 }
 
-func post(ctx context.Context, client *http.Client, record string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, spoolURL+"line1", strings.NewReader(record))
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return 0, fmt.Errorf("status %s", resp.Status)
-	}
-	var ack struct {
-		FirstSeq uint64 `json:"first_seq"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&ack); err != nil {
-		return 0, err
-	}
-	return ack.FirstSeq, nil
-}
-
 // storeAndForward runs the cut and prints what arrived. It reports false
 // when an acknowledged record is missing.
 func (d *demo) storeAndForward(ctx context.Context, broker *sb.Broker) bool {
-	fmt.Printf("\nStore and forward: the OT host posts a record every %s to the spool at %sline1;\n", demoPostEvery, spoolURL)
+	fmt.Printf("\nStore and forward: the OT host posts a record every %s to the spool at %s/v1/streams/line1;\n", demoPostEvery, spoolAPI)
 	fmt.Println("the gateway forwards to mosquitto in the VPC over the tunnel (MQTT over TLS, QoS 1).")
 
 	p := &poster{acked: map[uint64]bool{}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -221,7 +220,7 @@ func (p *producer) run(ctx context.Context, client *http.Client) {
 		}
 		stream := spoolStreams[i%len(spoolStreams)]
 		rec := fmt.Sprintf(`{"n":%d,"stream":%q}`, next[stream]+1, stream)
-		seq, err := postRecord(ctx, client, stream, rec)
+		seq, err := sb.PostRecord(ctx, client, spoolAPI, stream, rec)
 		p.mu.Lock()
 		if err != nil {
 			p.failures++
@@ -256,33 +255,6 @@ func (p *producer) summary() string {
 		n += len(m)
 	}
 	return fmt.Sprintf("%d records acknowledged, %d failed POSTs", n, p.failures)
-}
-
-// postRecord appends one record through the ingest API and returns its
-// sequence number.
-func postRecord(ctx context.Context, client *http.Client, stream, rec string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, spoolAPI+"/v1/streams/"+stream, strings.NewReader(rec))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("post %s: %s: %s", stream, resp.Status, body)
-	}
-	var res struct {
-		FirstSeq uint64 `json:"first_seq"`
-		LastSeq  uint64 `json:"last_seq"`
-	}
-	if err := json.Unmarshal(body, &res); err != nil || res.FirstSeq == 0 || res.FirstSeq != res.LastSeq {
-		return 0, fmt.Errorf("post %s: reply %s: %v", stream, body, err)
-	}
-	return res.FirstSeq, nil
 }
 
 // covered reports whether every acknowledged record was delivered.
