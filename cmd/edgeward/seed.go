@@ -67,7 +67,7 @@ func allowedByPolicy(cfg *config.Config, s loader.SeedFlow) bool {
 			continue
 		}
 		for _, pr := range ep.Ports {
-			if pr.Proto == s.Proto && s.Remote.Port() >= pr.First && s.Remote.Port() <= pr.Last {
+			if pr.Contains(s.Proto, s.Remote.Port()) {
 				return true
 			}
 		}
