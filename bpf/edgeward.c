@@ -32,8 +32,11 @@ static __noinline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
 				enum ew_reason reason, __u64 len)
 {
 	__u32 slot = (hook * EW_VERDICT_MAX + verdict) * EW_REASON_MAX + reason;
-	struct ew_counter *c = bpf_map_lookup_elem(&ew_counters, &slot);
+	struct ew_counter *c;
 
+	if (ew_explain)
+		return;
+	c = bpf_map_lookup_elem(&ew_counters, &slot);
 	if (!c)
 		return;
 	c->packets++;
@@ -101,7 +104,7 @@ static __noinline void ew_emit(enum ew_hook hook, enum ew_verdict verdict,
 {
 	struct ew_event *e;
 
-	if (!d || !pkt)
+	if (!d || !pkt || ew_explain)
 		return;
 	if (!ew_event_allowed()) {
 		ew_count_loss(EW_LOSS_RATE_LIMITED);
@@ -118,6 +121,40 @@ static __noinline void ew_emit(enum ew_hook hook, enum ew_verdict verdict,
 	e->ifindex = ifindex;
 	ew_event_fill(e, d, pkt);
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* ew_explained_as stores the decision of an explained packet (explain
+ * mode only, see ew_explain). */
+static __always_inline void ew_explained_as(enum ew_hook hook,
+					    enum ew_verdict verdict,
+					    const struct ew_decision *d)
+{
+	struct ew_explanation *e;
+	__u32 zero = 0;
+
+	e = bpf_map_lookup_elem(&ew_explained, &zero);
+	if (!e)
+		return;
+	e->generation = d->generation;
+	e->endpoint = d->endpoint;
+	e->hook = hook;
+	e->verdict = verdict;
+	e->reason = d->reason;
+	e->learned_expired = d->learned_expired;
+	e->decided = 1;
+}
+
+/* ew_account counts the verdict of a packet of len bytes; in explain mode
+ * it records the decision instead. */
+static __always_inline void ew_account(enum ew_hook hook,
+				       enum ew_verdict verdict,
+				       const struct ew_decision *d, __u64 len)
+{
+	if (ew_explain) {
+		ew_explained_as(hook, verdict, d);
+		return;
+	}
+	ew_count(hook, verdict, d->reason, len);
 }
 
 /* ew_verdict turns a reason into a verdict under the policy's mode. A
@@ -498,7 +535,7 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 
 	mode = ew_judge_egress(skb, &pkt, &inner, &d);
 	verdict = ew_verdict(d.reason, mode);
-	ew_count(EW_HOOK_TC_EGRESS, verdict, d.reason, skb->len);
+	ew_account(EW_HOOK_TC_EGRESS, verdict, &d, skb->len);
 	if (verdict != EW_VERDICT_PASS)
 		ew_emit(EW_HOOK_TC_EGRESS, verdict, &d, &pkt, skb->ifindex);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
@@ -611,8 +648,8 @@ int xdp_uplink(struct xdp_md *ctx)
 	c.pos = (void *)(long)ctx->data;
 	c.end = (void *)(long)ctx->data_end;
 	verdict = ew_ingress_decide(ctx, &c, 0, ctx->ingress_ifindex, &d);
-	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason,
-		 ctx->data_end - ctx->data);
+	ew_account(EW_HOOK_UPLINK_INGRESS, verdict, &d,
+		   ctx->data_end - ctx->data);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
@@ -629,7 +666,7 @@ int tc_ingress_l3(struct __sk_buff *skb)
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
 	verdict = ew_ingress_decide(skb, &c, 1, skb->ifindex, &d);
-	ew_count(EW_HOOK_UPLINK_INGRESS, verdict, d.reason, skb->len);
+	ew_account(EW_HOOK_UPLINK_INGRESS, verdict, &d, skb->len);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
@@ -650,7 +687,7 @@ int xdp_lan(struct xdp_md *ctx)
 
 	mode = ew_judge_lan(ctx, &pkt, &d);
 	verdict = ew_verdict(d.reason, mode);
-	ew_count(EW_HOOK_XDP_LAN, verdict, d.reason, ctx->data_end - ctx->data);
+	ew_account(EW_HOOK_XDP_LAN, verdict, &d, ctx->data_end - ctx->data);
 	if (verdict != EW_VERDICT_PASS)
 		ew_emit(EW_HOOK_XDP_LAN, verdict, &d, &pkt, ctx->ingress_ifindex);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;

@@ -81,6 +81,8 @@ static __always_inline void ew_flow_refresh(struct ew_flow *f, __u8 proto,
 {
 	__u64 timeout = ew_flow_timeout(proto, state);
 
+	if (ew_explain)
+		return;
 	if (f->state == state && f->expires > now + timeout / 2)
 		return;
 	f->state = state;
@@ -100,6 +102,8 @@ static __always_inline void ew_flow_open(const struct ew_packet *pkt,
 		.endpoint = d->endpoint,
 	};
 
+	if (ew_explain)
+		return;
 	ew_flow_key_local(&key, pkt);
 	fresh.expires = bpf_ktime_get_boot_ns() +
 			ew_flow_timeout(pkt->proto, state);

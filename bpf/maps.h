@@ -315,4 +315,34 @@ struct {
 	__type(value, struct ew_frag_verdict);
 } ew_frags SEC(".maps");
 
+/*
+ * Explain mode. `edgeward explain` loads a twin of a program with ew_explain
+ * set, sharing the live maps, and runs it on a made-up packet with
+ * BPF_PROG_TEST_RUN. The verifier removes the branches a constant rules out:
+ * the enforcing programs carry no trace of this mode, and the twin writes
+ * nothing real traffic uses (counters, flows, fragments, events). It stores
+ * its decision in ew_explained instead, a map of its own.
+ */
+volatile const __u8 ew_explain = 0;
+
+/* The decision of one explained packet. */
+struct ew_explanation {
+	__u32 generation;
+	__u16 endpoint;   /* endpoint index, or dns.names index when learned */
+	__u8 hook;
+	__u8 verdict;
+	__u8 reason;
+	__u8 decided;     /* 1 once the program reached its exit */
+	__u8 learned_expired;
+	__u8 pad;
+};
+
+/* 0 -> the last explained decision. Never pinned: each twin has its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_explanation);
+} ew_explained SEC(".maps");
+
 #endif

@@ -330,6 +330,8 @@ static __always_inline void ew_remember_fragment(const struct ew_packet *pkt,
 		.endpoint = d->endpoint,
 	};
 
+	if (ew_explain)
+		return;
 	ew_frag_key_for(&key, pkt);
 	bpf_map_update_elem(&ew_frags, &key, &v, BPF_ANY);
 }

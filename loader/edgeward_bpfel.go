@@ -44,6 +44,18 @@ type edgewardEwEventBudget struct {
 	Sent   uint64
 }
 
+type edgewardEwExplanation struct {
+	_              structs.HostLayout
+	Generation     uint32
+	Endpoint       uint16
+	Hook           uint8
+	Verdict        uint8
+	Reason         uint8
+	Decided        uint8
+	LearnedExpired uint8
+	Pad            uint8
+}
+
 type edgewardEwFlow struct {
 	_        structs.HostLayout
 	Expires  uint64
@@ -200,6 +212,7 @@ const (
 	edgewardMapEwEventBudgets   = "ew_event_budgets"
 	edgewardMapEwEventLosses    = "ew_event_losses"
 	edgewardMapEwEvents         = "ew_events"
+	edgewardMapEwExplained      = "ew_explained"
 	edgewardMapEwFlows          = "ew_flows"
 	edgewardMapEwFrags          = "ew_frags"
 	edgewardMapEwIfaces         = "ew_ifaces"
@@ -214,6 +227,7 @@ const (
 	edgewardProgXdpEmpty        = "xdp_empty"
 	edgewardProgXdpLan          = "xdp_lan"
 	edgewardProgXdpUplink       = "xdp_uplink"
+	edgewardVarEwExplain        = "ew_explain"
 )
 
 // loadEdgeward returns the embedded CollectionSpec for edgeward.
@@ -276,6 +290,7 @@ type edgewardMapSpecs struct {
 	EwEventBudgets   *ebpf.MapSpec `ebpf:"ew_event_budgets"`
 	EwEventLosses    *ebpf.MapSpec `ebpf:"ew_event_losses"`
 	EwEvents         *ebpf.MapSpec `ebpf:"ew_events"`
+	EwExplained      *ebpf.MapSpec `ebpf:"ew_explained"`
 	EwFlows          *ebpf.MapSpec `ebpf:"ew_flows"`
 	EwFrags          *ebpf.MapSpec `ebpf:"ew_frags"`
 	EwIfaces         *ebpf.MapSpec `ebpf:"ew_ifaces"`
@@ -289,6 +304,7 @@ type edgewardMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type edgewardVariableSpecs struct {
+	EwExplain *ebpf.VariableSpec `ebpf:"ew_explain"`
 }
 
 // edgewardObjects contains all objects after they have been loaded into the kernel.
@@ -316,6 +332,7 @@ type edgewardMaps struct {
 	EwEventBudgets   *ebpf.Map `ebpf:"ew_event_budgets"`
 	EwEventLosses    *ebpf.Map `ebpf:"ew_event_losses"`
 	EwEvents         *ebpf.Map `ebpf:"ew_events"`
+	EwExplained      *ebpf.Map `ebpf:"ew_explained"`
 	EwFlows          *ebpf.Map `ebpf:"ew_flows"`
 	EwFrags          *ebpf.Map `ebpf:"ew_frags"`
 	EwIfaces         *ebpf.Map `ebpf:"ew_ifaces"`
@@ -332,6 +349,7 @@ func (m *edgewardMaps) Close() error {
 		m.EwEventBudgets,
 		m.EwEventLosses,
 		m.EwEvents,
+		m.EwExplained,
 		m.EwFlows,
 		m.EwFrags,
 		m.EwIfaces,
@@ -346,6 +364,7 @@ func (m *edgewardMaps) Close() error {
 //
 // It can be passed to loadEdgewardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type edgewardVariables struct {
+	EwExplain *ebpf.Variable `ebpf:"ew_explain"`
 }
 
 // edgewardPrograms contains all programs after they have been loaded into the kernel.

@@ -121,12 +121,25 @@ func FragHeader(next uint8, offset uint16, more bool, id uint32, payload []byte)
 	return append(b, payload...)
 }
 
+// TCP flags.
+const (
+	TCPFin = 0x01
+	TCPSyn = 0x02
+	TCPRst = 0x04
+	TCPAck = 0x10
+)
+
 // TCP builds a 20-byte TCP header with the SYN flag.
 func TCP(sport, dport uint16) []byte {
+	return TCPWithFlags(sport, dport, TCPSyn)
+}
+
+// TCPWithFlags builds a 20-byte TCP header with the given flags.
+func TCPWithFlags(sport, dport uint16, flags uint8) []byte {
 	b := binary.BigEndian.AppendUint16(nil, sport)
 	b = binary.BigEndian.AppendUint16(b, dport)
 	b = append(b, make([]byte, 8)...)
-	b = append(b, 5<<4, 0x02)
+	b = append(b, 5<<4, flags)
 	return append(b, make([]byte, 6)...)
 }
 
