@@ -243,7 +243,7 @@ func probePacket(p Probe) ([]byte, error) {
 // BPF_PROG_TEST_RUN takes for a tc program; the rest stays zero.
 type skbContext struct {
 	Len, PktType, Mark, QueueMapping, Protocol, VLANPresent, VLANTCI, VLANProto uint32
-	Priority, IngressIfindex, Ifindex                                          uint32
+	Priority, IngressIfindex, Ifindex                                           uint32
 }
 
 // runProbe runs prog once on packet, as if it crossed p.Ifindex.
