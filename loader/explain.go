@@ -333,3 +333,22 @@ func lookupLearned(learned *ebpf.Map, p Probe, now time.Duration) *LearnedDest {
 	}
 	return d
 }
+
+// ActiveMatches tells whether p, compiled from a config file, has the shape
+// of the active policy: the same mode, learning, prefix lengths, services
+// and entry counts. A config edited since the last reload usually differs;
+// one that differs only in names or addresses of the same shape does not
+// show.
+func (m *Maps) ActiveMatches(p *Policy) (bool, error) {
+	slot, err := readActiveSlot(m.active)
+	if err != nil {
+		return false, err
+	}
+	var s edgewardEwSettings
+	if err := m.settings.Lookup(slot, &s); err != nil {
+		return false, fmt.Errorf("read policy settings: %w", err)
+	}
+	want := p.settings
+	want.Generation = s.Generation
+	return s == want, nil
+}

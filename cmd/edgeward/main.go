@@ -28,6 +28,7 @@ func commands() []command {
 		{"reload", "make the running daemon apply its config file again", cmdReload},
 		{"validate", "check a config file without touching the kernel", cmdValidate},
 		{"status", "show mode, interfaces, policy size and counters from the kernel", cmdStatus},
+		{"explain", "judge a made-up packet with the loaded programs and maps, and say why", cmdExplain},
 		{"events", "follow the deny events of the running daemon", cmdEvents},
 		{"unload", "remove every program, link, map and pin of Edgeward", cmdUnload},
 		{"version", "print the version", cmdVersion},
