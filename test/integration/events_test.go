@@ -13,8 +13,7 @@ import (
 )
 
 // TestDenyEvents: `edgeward events` follows the drops live, each with hook,
-// reason and policy generation; a storm of drops yields a bounded number of
-// log lines and counted losses.
+// reason and policy generation. TestDenyStorm covers storms.
 func TestDenyEvents(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{})
 	g.start()
@@ -33,22 +32,6 @@ func TestDenyEvents(t *testing.T) {
 		t.Fatalf("edgeward events: %v\n%s", err, out)
 	}
 	checkEvents(t, out.String())
-
-	// A storm: 20,000 datagrams to a denied address as fast as possible.
-	linesBefore := strings.Count(g.daemon.Tail(100000), "msg=deny ")
-	g.storm(sb.Gateway, sb.Addr(sb.InternetHost4, 9), 20000)
-	time.Sleep(500 * time.Millisecond)
-	logged := strings.Count(g.daemon.Tail(100000), "msg=deny ") - linesBefore
-	if logged > 60 {
-		t.Errorf("a storm of 20000 drops wrote %d deny log lines, want at most 60", logged)
-	}
-	metrics, err := g.sb.Curl(t.Context(), sb.Gateway, "http://127.0.0.1:9470/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(metrics, `edgeward_events_lost_total{cause="rate_limited"} 0`) {
-		t.Error("a storm of 20000 drops lost no event to the rate limit")
-	}
 }
 
 func checkEvents(t *testing.T, out string) {
