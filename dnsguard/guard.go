@@ -188,7 +188,7 @@ func (g *Guard) forwardAndLearn(ctx context.Context, client netip.Addr, req *dns
 		return g.rejectReply(req, v.reason, tcp), v.res
 	}
 	if len(v.addrs) > 0 {
-		if err := g.learn(ctx, r, v); err != nil {
+		if err := g.learn(ctx, r, req.Question[0].Name, v); err != nil {
 			g.event(Event{Reason: ReasonLearnFailed, Pattern: r.Pattern, Name: req.Question[0].Name, Client: client, Err: err})
 			return g.rcode(req, dns.RcodeServerFailure), resultLearnFailed
 		}
@@ -199,11 +199,12 @@ func (g *Guard) forwardAndLearn(ctx context.Context, client netip.Addr, req *dns
 	return v.reply, v.res
 }
 
-// learn hands the accepted addresses of v to the learner and, once it
-// took them, records them in the view and passes evictions on. A learned
-// lifetime never shrinks: a refresh asks for at least what is left, so a
-// reply released earlier stays covered for its whole TTL.
-func (g *Guard) learn(ctx context.Context, r *Rule, v verdict) error {
+// learn hands the accepted addresses of v, the answer to a query for
+// qname, to the learner and, once it took them, records them in the view
+// and passes evictions on. A learned lifetime never shrinks: a refresh
+// asks for at least what is left, so a reply released earlier stays
+// covered for its whole TTL.
+func (g *Guard) learn(ctx context.Context, r *Rule, qname string, v verdict) error {
 	now := g.opts.Now()
 	entries := make([]Learned, 0, len(v.addrs))
 	for _, a := range v.addrs {
@@ -217,9 +218,31 @@ func (g *Guard) learn(ctx context.Context, r *Rule, v verdict) error {
 		return fmt.Errorf("learn %d addresses for %s: %w", len(entries), r.Pattern, err)
 	}
 
-	evicted := g.view.commit(r, entries, now)
+	name, _ := canonicalQuery(qname) // it matched r, so it is canonical
+	evicted := g.view.commit(r, entries, name, now)
 	g.forget(lctx, evicted)
 	return nil
+}
+
+// Upstreams returns what the guard saw of every upstream server, in the
+// order of the configuration. Safe for concurrent use.
+func (g *Guard) Upstreams() []UpstreamState {
+	var out []UpstreamState
+	for _, up := range g.router.ups {
+		for i := range up.servers {
+			out = append(out, up.state(i))
+		}
+	}
+	return out
+}
+
+// LearnedNames tells, for each of addrs that the guard holds, the query
+// name that last taught it. An address restored from the data plane after
+// a restart has no name until a query refreshes it (the kernel keeps only
+// the allowlist entry), and one the guard does not hold is left out.
+// Safe for concurrent use.
+func (g *Guard) LearnedNames(addrs []netip.Addr) map[netip.Addr]string {
+	return g.view.names(addrs, g.opts.Now())
 }
 
 // forget passes evicted entries to the learner when it is a Forgetter;

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,13 +19,70 @@ var errNoUpstream = errors.New("no upstream zone holds the name")
 
 // upstream is the server set of one or more zones.
 type upstream struct {
-	servers []string     // host:port, in the configured order
-	next    atomic.Int32 // the server that answered last; tried first
+	zones   []string       // canonical, in the configured order
+	servers []string       // host:port, in the configured order
+	health  []serverHealth // by index of servers
+	next    atomic.Int32   // the server that answered last; tried first
+}
+
+// serverHealth is what the guard saw of one upstream server, for status.
+// Safe for concurrent use.
+type serverHealth struct {
+	mu          sync.Mutex
+	answers     uint64
+	failures    uint64
+	lastAnswer  time.Time
+	lastFailure time.Time
+	lastError   string
+}
+
+// answered notes a usable answer at now.
+func (h *serverHealth) answered(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.answers++
+	h.lastAnswer = now
+}
+
+// failed notes a failed exchange at now; err stays as the last error.
+func (h *serverHealth) failed(now time.Time, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures++
+	h.lastFailure = now
+	h.lastError = err.Error()
+}
+
+// UpstreamState is what the guard saw of one upstream server since it
+// was created (a reload that changes the dns section starts a new guard,
+// and with it new states). Times are zero when the event has not
+// happened yet.
+type UpstreamState struct {
+	Zones       []string // the zones the server answers for, canonical
+	Server      string   // host:port
+	Answers     uint64   // usable answers: neither SERVFAIL nor REFUSED
+	Failures    uint64   // timeouts, transport errors, SERVFAIL, REFUSED
+	LastAnswer  time.Time
+	LastFailure time.Time
+	LastError   string // of the last failure; it stays after a recovery
+}
+
+// state returns a snapshot of the server at index i of up.
+func (up *upstream) state(i int) UpstreamState {
+	h := &up.health[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return UpstreamState{
+		Zones: append([]string(nil), up.zones...), Server: up.servers[i],
+		Answers: h.answers, Failures: h.failures,
+		LastAnswer: h.lastAnswer, LastFailure: h.lastFailure, LastError: h.lastError,
+	}
 }
 
 // router picks the upstream of the longest zone that holds a name.
 type router struct {
 	zones map[string]*upstream
+	ups   []*upstream // in the configured order
 }
 
 // newRouter indexes the upstreams by zone. It fails on a zone that is not
@@ -36,7 +94,7 @@ func newRouter(ups []config.Upstream) (*router, error) {
 			return nil, fmt.Errorf("dns upstream %d: no servers", i)
 		}
 
-		up := &upstream{}
+		up := &upstream{health: make([]serverHealth, len(u.Servers))}
 		for _, s := range u.Servers {
 			up.servers = append(up.servers, netip.AddrPortFrom(s.Addr().Unmap(), s.Port()).String())
 		}
@@ -46,7 +104,9 @@ func newRouter(ups []config.Upstream) (*router, error) {
 				return nil, fmt.Errorf("dns upstream %d: zone %q: %w", i, z, err)
 			}
 			r.zones[zone] = up
+			up.zones = append(up.zones, zone)
 		}
+		r.ups = append(r.ups, up)
 	}
 	return r, nil
 }
@@ -87,7 +147,9 @@ func newForwarder(timeout time.Duration, observe func(time.Duration)) *forwarder
 // answered last, until one gives a usable answer: not SERVFAIL, not
 // REFUSED, not a transport error. A truncated UDP answer is asked again
 // over TCP from the same server; if that fails the truncated answer is
-// returned, and the caller must not learn from it.
+// returned, and the caller must not learn from it. Each outcome is noted
+// in the server's health, except a failure caused by ctx ending: that
+// says nothing about the server.
 func (f *forwarder) exchange(ctx context.Context, up *upstream, q *dns.Msg) (*dns.Msg, error) {
 	if up == nil {
 		return nil, errNoUpstream
@@ -99,6 +161,7 @@ func (f *forwarder) exchange(ctx context.Context, up *upstream, q *dns.Msg) (*dn
 		at := (start + i) % len(up.servers)
 		resp, err := f.ask(ctx, up.servers[at], q)
 		if err == nil {
+			up.health[at].answered(time.Now())
 			up.next.Store(int32(at))
 			return resp, nil
 		}
@@ -106,6 +169,7 @@ func (f *forwarder) exchange(ctx context.Context, up *upstream, q *dns.Msg) (*dn
 		if ctx.Err() != nil {
 			break
 		}
+		up.health[at].failed(time.Now(), err)
 	}
 	return nil, fmt.Errorf("upstream: %w", errors.Join(errs...))
 }

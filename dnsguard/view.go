@@ -22,6 +22,7 @@ type view struct {
 type viewEntry struct {
 	expires time.Time
 	used    uint64 // seq of the last learn; the smallest is evicted first
+	name    string // query name of the last learn; "" when restored
 }
 
 // newView returns an empty view for rules.
@@ -46,16 +47,17 @@ func (v *view) remaining(r *Rule, addr netip.Addr, now time.Time) time.Duration 
 	return e.expires.Sub(now)
 }
 
-// commit records entries that the learner accepted at now and returns
-// the entries evicted to keep r within the cap, for a Forgetter.
-func (v *view) commit(r *Rule, entries []Learned, now time.Time) []Learned {
+// commit records entries that the learner accepted at now, from an
+// answer for the query name qname, and returns the entries evicted to
+// keep r within the cap, for a Forgetter.
+func (v *view) commit(r *Rule, entries []Learned, qname string, now time.Time) []Learned {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 
 	m := v.addrs[r.index]
 	for _, l := range entries {
 		v.seq++
-		m[l.Addr] = &viewEntry{expires: now.Add(l.Expires), used: v.seq}
+		m[l.Addr] = &viewEntry{expires: now.Add(l.Expires), used: v.seq, name: qname}
 	}
 
 	v.prune(m, now)
@@ -118,6 +120,28 @@ func (v *view) counts(now time.Time) []int {
 			if e.expires.After(now) {
 				out[i]++
 			}
+		}
+	}
+	return out
+}
+
+// names returns, for each of addrs held unexpired at now, the query name
+// of its most recent learn under any pattern: the data plane keeps the
+// last write, so that is the name it enforces for.
+func (v *view) names(addrs []netip.Addr, now time.Time) map[netip.Addr]string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+
+	out := map[netip.Addr]string{}
+	for _, a := range addrs {
+		var last *viewEntry
+		for _, m := range v.addrs {
+			if e := m[a.Unmap()]; e != nil && e.expires.After(now) && (last == nil || e.used > last.used) {
+				last = e
+			}
+		}
+		if last != nil {
+			out[a] = last.name
 		}
 	}
 	return out

@@ -71,26 +71,36 @@ func (l *Loader) Forget(addrs []netip.Addr) error {
 // LearnedDests lists the live learned destinations with the lifetime they
 // have left, for a restarted daemon to rebuild its view.
 func (l *Loader) LearnedDests() ([]LearnedDest, error) {
+	return liveLearned(l.objs.Learned)
+}
+
+// LearnedDests lists the live learned destinations with the lifetime they
+// have left, as Loader.LearnedDests does, from the pins.
+func (m *Maps) LearnedDests() ([]LearnedDest, error) {
+	return liveLearned(m.learned)
+}
+
+// liveLearned reads the entries of ew_learned_dests whose expiry on the
+// boot clock has not passed. Expired entries stay in the map until the
+// LRU reuses their room; they open nothing and are left out.
+func liveLearned(m *ebpf.Map) ([]LearnedDest, error) {
 	now, err := bootNow()
 	if err != nil {
 		return nil, err
 	}
 	var out []LearnedDest
-	var key edgewardEwLearnedKey
-	var v edgewardEwLearned
-	it := l.objs.Learned.Iterate()
-	for it.Next(&key, &v) {
+	err = walk(m, func(key *edgewardEwLearnedKey, v *edgewardEwLearned) {
 		left := time.Duration(v.Expires) - now
 		if left <= 0 {
-			continue
+			return
 		}
 		d := LearnedDest{Addr: wordsAddr(uint8(key.Family), key.Addr), Lifetime: left, Name: v.Name}
 		for _, r := range v.Ranges[:min(int(v.Nranges), MaxPortRanges)] {
 			d.Ports = append(d.Ports, config.PortRange{Proto: config.Proto(r.Proto), First: r.First, Last: r.Last})
 		}
 		out = append(out, d)
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("read learned destinations: %w", err)
 	}
 	return out, nil

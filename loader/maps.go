@@ -144,7 +144,10 @@ func fill[K any](m *ebpf.Map, keys []K, rules []edgewardEwRule) error {
 type ActivePolicy struct {
 	Generation uint32
 	Audit      bool
-	Entries    int
+	Entries    int // IPv4 and IPv6 together
+	// Entries4 and Entries6 count per address family; each may hold up
+	// to MaxRules.
+	Entries4, Entries6 int
 }
 
 // Counter is one cell of the kernel's packet counters.
@@ -162,6 +165,10 @@ type Maps struct {
 	active   *ebpf.Map
 	settings *ebpf.Map
 	losses   *ebpf.Map
+	flows    *ebpf.Map
+	frags    *ebpf.Map
+	learned  *ebpf.Map
+	ifaces   *ebpf.Map
 	owned    bool
 }
 
@@ -175,6 +182,10 @@ func OpenPinned(pinPath string) (*Maps, error) {
 		"ew_active":          &m.active,
 		"ew_policy_settings": &m.settings,
 		"ew_event_losses":    &m.losses,
+		"ew_flows":           &m.flows,
+		"ew_frags":           &m.frags,
+		"ew_learned_dests":   &m.learned,
+		"ew_ifaces":          &m.ifaces,
 	} {
 		pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -189,7 +200,10 @@ func OpenPinned(pinPath string) (*Maps, error) {
 // Maps returns a reader of the loader's own maps. It shares the loader's
 // file descriptors; its Close does nothing.
 func (l *Loader) Maps() *Maps {
-	return &Maps{counters: l.objs.Counters, active: l.objs.Active, settings: l.objs.Settings, losses: l.objs.Losses}
+	return &Maps{
+		counters: l.objs.Counters, active: l.objs.Active, settings: l.objs.Settings, losses: l.objs.Losses,
+		flows: l.objs.Flows, frags: l.objs.Frags, learned: l.objs.Learned, ifaces: l.objs.Ifaces,
+	}
 }
 
 // Close releases the maps opened by OpenPinned.
@@ -198,7 +212,7 @@ func (m *Maps) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, mp := range []*ebpf.Map{m.counters, m.active, m.settings, m.losses} {
+	for _, mp := range []*ebpf.Map{m.counters, m.active, m.settings, m.losses, m.flows, m.frags, m.learned, m.ifaces} {
 		if mp != nil {
 			errs = append(errs, mp.Close())
 		}
@@ -222,7 +236,8 @@ func (m *Maps) ActivePolicy() (p ActivePolicy, ok bool, err error) {
 	}
 	p.Generation = s.Generation
 	p.Audit = s.Mode == 1
-	p.Entries = int(s.Entries4 + s.Entries6)
+	p.Entries4, p.Entries6 = int(s.Entries4), int(s.Entries6)
+	p.Entries = p.Entries4 + p.Entries6
 	return p, true, nil
 }
 

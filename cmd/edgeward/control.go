@@ -14,7 +14,8 @@ import (
 )
 
 // The control socket: HTTP on a UNIX socket at paths.socket, for commands
-// that need the running daemon (reload). Only root can connect (0600).
+// that need the running daemon (reload, events, status, unload). Only
+// root can connect (0600).
 
 // reloadResult is the answer to POST /v1/reload.
 type reloadResult struct {
@@ -63,6 +64,7 @@ func (d *daemon) serveControl(ln net.Listener) {
 	})
 
 	mux.HandleFunc("GET /v1/events", d.events.serveEvents)
+	mux.HandleFunc("GET /v1/status", d.serveStatus)
 	mux.HandleFunc("POST /v1/stop", func(w http.ResponseWriter, r *http.Request) {
 		d.log.Info("asked to stop over the control socket")
 		w.WriteHeader(http.StatusNoContent)

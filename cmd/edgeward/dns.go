@@ -105,7 +105,9 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 			d.log.Error("dns guard stopped", "err", err)
 		}
 	}()
+	d.guard.Store(g)
 	d.stopDNS = func() {
+		d.guard.Store(nil)
 		cancel()
 		<-done
 		reg.Unregister(collector)

@@ -3,7 +3,8 @@
 //
 //	edgeward run      -c FILE   load the policy, enforce it, serve metrics
 //	edgeward validate -c FILE   check a config without touching the kernel
-//	edgeward status   -c FILE   show what the kernel enforces, from the pins
+//	edgeward status   -c FILE   show what the kernel enforces (from the pins)
+//	                            and the daemon's DNS, spool and forwarder
 //	edgeward unload   -c FILE   remove every program, link, map and pin
 //	edgeward version
 //

@@ -27,7 +27,7 @@ func commands() []command {
 		{"run", "load the policy, enforce it and serve metrics until stopped", cmdRun},
 		{"reload", "make the running daemon apply its config file again", cmdReload},
 		{"validate", "check a config file without touching the kernel", cmdValidate},
-		{"status", "show mode, interfaces, policy size and counters from the kernel", cmdStatus},
+		{"status", "show what the kernel enforces and the daemon's DNS, spool and tunnel state", cmdStatus},
 		{"explain", "judge a made-up packet with the loaded programs and maps, and say why", cmdExplain},
 		{"events", "follow the deny events of the running daemon", cmdEvents},
 		{"unload", "remove every program, link, map and pin of Edgeward", cmdUnload},

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/dnsguard"
 	"github.com/edgeward/edgeward/loader"
 	"github.com/edgeward/edgeward/netwatch"
 )
@@ -45,7 +46,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := &daemon{cfg: cfg, log: log, forceClsact: *forceClsact, stop: cancel}
+	d := &daemon{cfg: cfg, log: log, forceClsact: *forceClsact, stop: cancel, started: time.Now()}
 	if err := d.run(ctx); err != nil {
 		log.Error("edgeward stopped", "err", err)
 		return exitFailure
@@ -59,6 +60,7 @@ type daemon struct {
 	log         *slog.Logger
 	forceClsact bool
 	stop        context.CancelFunc // ends run, leaving enforcement in place
+	started     time.Time
 
 	loader   *loader.Loader
 	enforcer *enforcer
@@ -70,7 +72,8 @@ type daemon struct {
 	// For restarting the DNS guard on reload.
 	ctx     context.Context
 	reg     *prometheus.Registry
-	stopDNS func() // nil while no guard runs
+	stopDNS func()                         // nil while no guard runs
+	guard   atomic.Pointer[dnsguard.Guard] // the running guard, for status
 
 	// Outcome of the last reload, for the metrics.
 	reloadFailed atomic.Bool

@@ -38,10 +38,13 @@ const (
 // spoolService is the running spool: the store, its ingest servers and
 // the forwarder, if any.
 type spoolService struct {
-	spool   *spool.Spool
-	servers []*http.Server
-	cancel  context.CancelFunc // ends the forwarder
-	done    sync.WaitGroup     // the forwarder and its state logger
+	spool     *spool.Spool
+	dir       string
+	servers   []*http.Server
+	forwarder *forward.Forwarder // nil without spool.forward
+	target    forwardTarget      // of the forwarder, for status
+	cancel    context.CancelFunc // ends the forwarder
+	done      sync.WaitGroup     // the forwarder and its state logger
 }
 
 // startSpool runs the spool when spool.listen is not empty: it binds
@@ -71,7 +74,7 @@ func (d *daemon) startSpool(ctx context.Context, reg *prometheus.Registry) error
 		return err
 	}
 
-	svc := &spoolService{spool: s, cancel: func() {}}
+	svc := &spoolService{spool: s, dir: cfg.Dir, cancel: func() {}}
 	if cfg.Forward != nil {
 		if err := d.startForwarder(ctx, svc, *cfg.Forward, reg); err != nil {
 			closeAll(lns)
@@ -173,6 +176,7 @@ func (d *daemon) startForwarder(ctx context.Context, svc *spoolService, cfg conf
 		return fmt.Errorf("spool forward: %w", err)
 	}
 	reg.MustRegister(forward.NewCollector(f))
+	svc.forwarder, svc.target = f, newForwardTarget(cfg)
 
 	ctx, svc.cancel = context.WithCancel(ctx)
 	svc.done.Go(func() {

@@ -1,40 +1,80 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
-	"text/tabwriter"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgeward/edgeward/config"
 	"github.com/edgeward/edgeward/loader"
 	"github.com/edgeward/edgeward/netwatch"
 )
 
-// statusReport is what `edgeward status` shows, as text or JSON.
+// exitNoDaemon is the exit status of `edgeward status` when the kernel
+// enforces but no daemon answers: the DNS guard, the spool and reloads
+// are down while the pinned policy goes on.
+const exitNoDaemon = 3
+
+// defaultNextExpiries is how many learned destinations closest to expiry
+// status lists unless -learned says otherwise.
+const defaultNextExpiries = 10
+
+// statusReport is what `edgeward status` shows, as text or JSON. The JSON
+// field names are an interface (README, "edgeward status"): add fields,
+// never rename one.
 type statusReport struct {
 	Loaded     bool               `json:"loaded"`
 	Mode       string             `json:"mode,omitempty"`
 	Generation uint32             `json:"generation,omitempty"`
 	Entries    int                `json:"policy_entries"`
 	Capacity   int                `json:"policy_capacity"`
+	Maps       []statusMap        `json:"maps"`
 	Interfaces []statusIface      `json:"interfaces"`
+	Tunnels    []statusTunnel     `json:"tunnels"`
 	Counters   []statusCounter    `json:"counters"`
 	EventsLost loader.EventLosses `json:"events_lost"`
+	Learned    statusLearned      `json:"learned"`
+	Daemon     statusDaemon       `json:"daemon"`
+}
+
+// statusMap is how full one kernel map is.
+type statusMap struct {
+	Map      string `json:"map"`
+	Entries  int    `json:"entries"`
+	Capacity int    `json:"capacity"`
 }
 
 type statusIface struct {
 	Name  string       `json:"name"`
 	Role  string       `json:"role"`
+	Up    bool         `json:"up"`
 	Hooks []statusHook `json:"hooks"`
 }
 
 type statusHook struct {
 	Hook string `json:"hook"`
 	Mode string `json:"attach"`
+}
+
+// statusTunnel is one VPN interface: present ones from netlink, and
+// exact names from interfaces.vpn that no interface carries.
+type statusTunnel struct {
+	Name    string `json:"name"`
+	Present bool   `json:"present"`
+	// Up is true when the interface is up and has a carrier: for a TUN
+	// device, the VPN process holds it open.
+	Up        bool   `json:"up"`
+	OperState string `json:"oper_state,omitempty"`
 }
 
 type statusCounter struct {
@@ -45,20 +85,52 @@ type statusCounter struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
+// statusLearned is the kernel's learned destinations: how many are live,
+// how many per allowlist entry, and those closest to expiry.
+type statusLearned struct {
+	Live      int                 `json:"live"`
+	Capacity  int                 `json:"capacity"`
+	ByPattern []statusPattern     `json:"by_pattern"`
+	Next      []statusLearnedDest `json:"next_expiries"`
+}
+
+type statusPattern struct {
+	Pattern   string `json:"pattern"`
+	Addresses int    `json:"addresses"`
+}
+
+// statusLearnedDest is one learned destination. Pattern comes from the
+// kernel's index into dns.names of the config file status read; Name,
+// the query name, only from a running daemon.
+type statusLearnedDest struct {
+	Addr      string   `json:"addr"`
+	Ports     []string `json:"ports"`
+	Pattern   string   `json:"pattern"`
+	Name      string   `json:"name,omitempty"`
+	ExpiresIn float64  `json:"expires_in_seconds"`
+}
+
 // cmdStatus prints what the kernel enforces in the current network
-// namespace. It reads the pins, so it works whether the daemon runs or not.
+// namespace and, when the daemon answers on its control socket, the state
+// of its DNS guard, spool and forwarder. The kernel part reads the pins,
+// so it works whether the daemon runs or not.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	f := newFlags("status", stderr)
 	asJSON := f.Bool("json", false, "print JSON instead of tables")
+	next := f.Int("learned", defaultNextExpiries, "list the `N` learned destinations closest to expiry")
 	if status, ok := f.parse(args); !ok {
 		return status
+	}
+	if *next < 0 {
+		fmt.Fprintf(stderr, "edgeward status: -learned %d: want 0 or more\n", *next)
+		return exitUsage
 	}
 	cfg, ok := f.loadConfig(stderr)
 	if !ok {
 		return exitUsage
 	}
 
-	report, err := readStatus(cfg)
+	report, err := readStatus(cfg, *next)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeward status: %v\n", err)
 		return exitFailure
@@ -68,38 +140,67 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(report)
 	} else {
-		printStatus(stdout, cfg, report)
+		printStatus(stdout, cfg, report, time.Now())
 	}
-	if !report.Loaded {
+	return report.exitStatus()
+}
+
+// exitStatus is 0 when the kernel enforces and the daemon answered, 3
+// when only the kernel part could be read, 1 when nothing is loaded.
+func (r *statusReport) exitStatus() int {
+	switch {
+	case !r.Loaded:
 		return exitFailure
+	case !r.Daemon.Running:
+		return exitNoDaemon
 	}
 	return exitOK
 }
 
-// readStatus collects the report from the pins and the interfaces.
-func readStatus(cfg *config.Config) (*statusReport, error) {
-	r := &statusReport{Capacity: loader.MaxRules, Interfaces: []statusIface{}, Counters: []statusCounter{}}
+// readStatus collects the report: the kernel part from the pins and the
+// interfaces, then the daemon part from the control socket, asking it for
+// the query names of the next learned destinations to expire.
+func readStatus(cfg *config.Config, next int) (*statusReport, error) {
+	r := &statusReport{
+		Capacity: loader.MaxRules, Maps: []statusMap{}, Interfaces: []statusIface{}, Tunnels: []statusTunnel{},
+		Counters: []statusCounter{}, Learned: statusLearned{ByPattern: []statusPattern{}, Next: []statusLearnedDest{}},
+	}
+	if err := r.readKernel(cfg, next); err != nil {
+		return nil, err
+	}
+	r.readDaemon(cfg.Paths.Socket)
+	return r, nil
+}
+
+// readKernel fills the kernel part; without pins it leaves Loaded false.
+func (r *statusReport) readKernel(cfg *config.Config, next int) error {
 	maps, err := loader.OpenPinned(cfg.Paths.BPFFS)
 	if errors.Is(err, os.ErrNotExist) {
-		return r, nil
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer maps.Close()
 	r.Loaded = true
 
 	if err := r.readPolicy(maps); err != nil {
-		return nil, err
+		return err
+	}
+	if err := r.readMaps(maps); err != nil {
+		return err
 	}
 	if err := r.readInterfaces(cfg); err != nil {
-		return nil, err
+		return err
 	}
 	if err := r.readCounters(maps); err != nil {
-		return nil, err
+		return err
+	}
+	if err := r.readLearned(maps, cfg, next); err != nil {
+		return err
 	}
 	r.EventsLost, err = maps.EventLosses()
-	return r, err
+	return err
 }
 
 func (r *statusReport) readPolicy(maps *loader.Maps) error {
@@ -114,8 +215,30 @@ func (r *statusReport) readPolicy(maps *loader.Maps) error {
 	return nil
 }
 
+// readMaps counts the entries of every map that can fill.
+func (r *statusReport) readMaps(maps *loader.Maps) error {
+	usage, err := maps.Usage()
+	if err != nil {
+		return err
+	}
+	for _, u := range usage {
+		r.Maps = append(r.Maps, statusMap{Map: u.Map, Entries: u.Entries, Capacity: u.Capacity})
+	}
+	return nil
+}
+
+// mapCapacity is the capacity readMaps found for a map, 0 if none.
+func (r *statusReport) mapCapacity(name string) int {
+	for _, m := range r.Maps {
+		if m.Map == name {
+			return m.Capacity
+		}
+	}
+	return 0
+}
+
 // readInterfaces lists every interface with its role under cfg and the
-// hooks found attached to it in the kernel.
+// hooks found attached to it in the kernel, then the tunnels.
 func (r *statusReport) readInterfaces(cfg *config.Config) error {
 	links, err := netwatch.List()
 	if err != nil {
@@ -131,10 +254,49 @@ func (r *statusReport) readInterfaces(cfg *config.Config) error {
 	}
 	for _, l := range links {
 		r.Interfaces = append(r.Interfaces, statusIface{
-			Name: l.Name, Role: cfg.Classify(l.Name).String(), Hooks: append([]statusHook{}, hooks[l.Index]...),
+			Name: l.Name, Role: cfg.Classify(l.Name).String(), Up: l.Up, Hooks: append([]statusHook{}, hooks[l.Index]...),
 		})
 	}
+	r.Tunnels = readTunnels(cfg, links)
 	return nil
+}
+
+// readTunnels describes every VPN interface present, and every exact name
+// in interfaces.vpn that is missing. An interface that vanishes between
+// the listing and the lookup is shown as missing.
+func readTunnels(cfg *config.Config, links []netwatch.Link) []statusTunnel {
+	out := []statusTunnel{}
+	present := map[string]bool{}
+	for _, l := range links {
+		if cfg.Classify(l.Name) != config.RoleVPN {
+			continue
+		}
+		present[l.Name] = true
+		out = append(out, tunnelState(l.Name))
+	}
+	for _, pattern := range cfg.Interfaces.VPN {
+		if isExactName(pattern) && !present[pattern] {
+			out = append(out, statusTunnel{Name: pattern})
+		}
+	}
+	return out
+}
+
+// tunnelState reads one interface's flags and operational state.
+func tunnelState(name string) statusTunnel {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return statusTunnel{Name: name}
+	}
+	a := link.Attrs()
+	up := a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
+	return statusTunnel{Name: name, Present: true, Up: up, OperState: a.OperState.String()}
+}
+
+// isExactName reports whether an interfaces pattern names one interface:
+// path.Match has nothing to expand in it.
+func isExactName(pattern string) bool {
+	return !strings.ContainsAny(pattern, `*?[\`)
 }
 
 func (r *statusReport) readCounters(maps *loader.Maps) error {
@@ -151,42 +313,72 @@ func (r *statusReport) readCounters(maps *loader.Maps) error {
 	return nil
 }
 
-// printStatus writes the report as tables.
-func printStatus(w io.Writer, cfg *config.Config, r *statusReport) {
-	if !r.Loaded {
-		fmt.Fprintf(w, "not loaded: nothing pinned under %s\n", cfg.Paths.BPFFS)
-		return
+// readLearned reads the live learned destinations from the kernel.
+func (r *statusReport) readLearned(maps *loader.Maps, cfg *config.Config, next int) error {
+	dests, err := maps.LearnedDests()
+	if err != nil {
+		return err
 	}
-	if r.Generation == 0 {
-		fmt.Fprintln(w, "policy:     none applied (uplinks drop everything but link needs)")
-	} else {
-		fmt.Fprintf(w, "mode:       %s\n", r.Mode)
-		fmt.Fprintf(w, "generation: %d\n", r.Generation)
-		fmt.Fprintf(w, "policy:     %d of %d entries\n", r.Entries, r.Capacity)
+	names := make([]string, len(cfg.DNS.Names))
+	for i, n := range cfg.DNS.Names {
+		names[i] = n.Match
+	}
+	r.Learned = summarizeLearned(dests, names, next, r.mapCapacity("ew_learned_dests"))
+	return nil
+}
+
+// summarizeLearned counts dests per allowlist entry and lists the next
+// ones to expire, soonest first (ties by address, for a stable order).
+// patterns maps the kernel's name index to dns.names[].match; an index
+// past it (the file changed since the entry was learned) shows as
+// "#N".
+func summarizeLearned(dests []loader.LearnedDest, patterns []string, next, capacity int) statusLearned {
+	out := statusLearned{Live: len(dests), Capacity: capacity, ByPattern: []statusPattern{}, Next: []statusLearnedDest{}}
+	pattern := func(i uint16) string {
+		if int(i) < len(patterns) {
+			return patterns[i]
+		}
+		return fmt.Sprintf("#%d", i)
 	}
 
-	fmt.Fprintln(w, "\ninterfaces:")
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NAME\tROLE\tHOOKS")
-	for _, i := range r.Interfaces {
-		var hooks []string
-		for _, h := range i.Hooks {
-			hooks = append(hooks, fmt.Sprintf("%s (%s)", h.Hook, h.Mode))
-		}
-		list := strings.Join(hooks, ", ")
-		if list == "" {
-			list = "-"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", i.Name, i.Role, list)
+	counts := map[string]int{}
+	for _, d := range dests {
+		counts[pattern(d.Name)]++
 	}
-	tw.Flush()
+	for p, n := range counts {
+		out.ByPattern = append(out.ByPattern, statusPattern{Pattern: p, Addresses: n})
+	}
+	slices.SortFunc(out.ByPattern, func(a, b statusPattern) int { return cmp.Compare(a.Pattern, b.Pattern) })
 
-	fmt.Fprintln(w, "\ncounters:")
-	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  HOOK\tVERDICT\tREASON\tPACKETS\tBYTES\t")
-	for _, c := range r.Counters {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t\n", c.Hook, c.Verdict, c.Reason, c.Packets, c.Bytes)
+	sorted := slices.Clone(dests)
+	slices.SortFunc(sorted, func(a, b loader.LearnedDest) int {
+		return cmp.Or(cmp.Compare(a.Lifetime, b.Lifetime), a.Addr.Compare(b.Addr))
+	})
+	for _, d := range sorted[:min(next, len(sorted))] {
+		out.Next = append(out.Next, statusLearnedDest{
+			Addr: d.Addr.String(), Ports: portStrings(d.Ports), Pattern: pattern(d.Name),
+			ExpiresIn: d.Lifetime.Seconds(),
+		})
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "\ndeny events not sent: %d over the rate limit, %d ring full\n", r.EventsLost.RateLimited, r.EventsLost.RingFull)
+	return out
+}
+
+func portStrings(ports []config.PortRange) []string {
+	out := make([]string, len(ports))
+	for i, p := range ports {
+		out[i] = p.String()
+	}
+	return out
+}
+
+// nextAddrs are the addresses of the listed learned destinations, for
+// asking the daemon their query names.
+func (l *statusLearned) nextAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, d := range l.Next {
+		if a, err := netip.ParseAddr(d.Addr); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }

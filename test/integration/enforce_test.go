@@ -225,10 +225,11 @@ func TestStatusAndMetrics(t *testing.T) {
 		}
 	}
 
-	// Status keeps working with the daemon gone: it reads the pins.
+	// Status keeps working with the daemon gone: it reads the pins, and
+	// exits with 3 to say the daemon part is missing.
 	g.kill()
-	if out, err := g.cli("status", "-c", g.cfgPath); err != nil || !strings.Contains(out, "wan0") {
-		t.Errorf("status without daemon: %v\n%s", err, out)
+	if out, err := g.cli("status", "-c", g.cfgPath); exitCode(err) != 3 || !strings.Contains(out, "wan0") {
+		t.Errorf("status without daemon: %v, want exit status 3\n%s", err, out)
 	}
 }
 
