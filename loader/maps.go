@@ -144,7 +144,10 @@ func fill[K any](m *ebpf.Map, keys []K, rules []edgewardEwRule) error {
 type ActivePolicy struct {
 	Generation uint32
 	Audit      bool
-	Entries    int
+	Entries    int // Entries4 + Entries6
+	// Entries4 and Entries6 are the IPv4 and IPv6 entries; each family
+	// holds at most MaxRules.
+	Entries4, Entries6 int
 }
 
 // Counter is one cell of the kernel's packet counters.
@@ -222,7 +225,8 @@ func (m *Maps) ActivePolicy() (p ActivePolicy, ok bool, err error) {
 	}
 	p.Generation = s.Generation
 	p.Audit = s.Mode == 1
-	p.Entries = int(s.Entries4 + s.Entries6)
+	p.Entries4, p.Entries6 = int(s.Entries4), int(s.Entries6)
+	p.Entries = p.Entries4 + p.Entries6
 	return p, true, nil
 }
 
