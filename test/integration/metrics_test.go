@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,23 @@ func (g *gateway) scrape(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// sampleValue returns the value of one series (name{labels} as the
+// endpoint writes it) in a scrape, -1 when the scrape lacks it.
+func sampleValue(scrape, series string) float64 {
+	for _, line := range strings.Split(scrape, "\n") {
+		rest, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(rest, 64)
+		if err != nil {
+			return -1
+		}
+		return v
+	}
+	return -1
 }
 
 // compareWithGolden fails when the live scrape's families, types or label
