@@ -112,7 +112,7 @@ func (c *collector) collectCounters(ch chan<- prometheus.Metric, counters []load
 
 // counterGrid lists the counter cells a packet can land in: each hook
 // with verdict pass and an allowing reason, or with verdict drop or audit
-// and a denying reason. They are reported from the first scrape on, so
+// and a denying reason or unknown (as ew_verdict in bpf/edgeward.c). They are reported from the first scrape on, so
 // that an alert on rate() sees a series before its first packet. It
 // fails when the reason names cannot be read from the object's BTF.
 var counterGrid = sync.OnceValues(func() ([]loader.Counter, error) {
@@ -123,15 +123,13 @@ var counterGrid = sync.OnceValues(func() ([]loader.Counter, error) {
 	var grid []loader.Counter
 	for _, h := range []loader.Hook{loader.HookTCEgress, loader.HookXDPLAN, loader.HookUplinkIngress} {
 		for _, r := range reasons {
-			switch {
-			case r == loader.ReasonUnknown:
-			case r.Allows():
+			if r != loader.ReasonUnknown && r.Allows() {
 				grid = append(grid, loader.Counter{Hook: h, Verdict: loader.VerdictPass, Reason: r})
-			default:
-				grid = append(grid,
-					loader.Counter{Hook: h, Verdict: loader.VerdictDrop, Reason: r},
-					loader.Counter{Hook: h, Verdict: loader.VerdictAudit, Reason: r})
+				continue
 			}
+			grid = append(grid,
+				loader.Counter{Hook: h, Verdict: loader.VerdictDrop, Reason: r},
+				loader.Counter{Hook: h, Verdict: loader.VerdictAudit, Reason: r})
 		}
 	}
 	return grid, nil
