@@ -64,7 +64,8 @@ lint: ## vet and check formatting
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: check
-check: lint ## lint, and prove the committed BPF objects match the sources
+check: lint ## lint; check metrics, dashboard and alerts; prove the BPF objects match the sources
+	$(GO) test -count=1 ./deploy/
 	@scripts/check-generated.sh
 
 .PHONY: clean

@@ -144,9 +144,9 @@ func fill[K any](m *ebpf.Map, keys []K, rules []edgewardEwRule) error {
 type ActivePolicy struct {
 	Generation uint32
 	Audit      bool
-	Entries    int // IPv4 and IPv6 together
-	// Entries4 and Entries6 count per address family; each may hold up
-	// to MaxRules.
+	Entries    int // Entries4 + Entries6
+	// Entries4 and Entries6 are the IPv4 and IPv6 entries; each family
+	// holds at most MaxRules.
 	Entries4, Entries6 int
 }
 

@@ -28,6 +28,9 @@ const (
 	VerdictDrop  = Verdict(edgewardEwVerdictEW_VERDICT_DROP)
 	VerdictAudit = Verdict(edgewardEwVerdictEW_VERDICT_AUDIT)
 
+	// ReasonUnknown is the zero reason: no step decided on the packet.
+	ReasonUnknown = Reason(edgewardEwReasonEW_REASON_UNKNOWN)
+
 	numHooks    = int(edgewardEwHookEW_HOOK_MAX)
 	numVerdicts = int(edgewardEwVerdictEW_VERDICT_MAX)
 	numReasons  = int(edgewardEwReasonEW_REASON_MAX)

@@ -179,6 +179,18 @@ func (f *Forwarder) isDeadLetter(stream string) bool {
 	return strings.HasSuffix(stream, f.opts.DeadLetterSuffix)
 }
 
+// forwardedStreams names the spool's streams that the forwarder sends:
+// all but the dead-letter streams.
+func (f *Forwarder) forwardedStreams() []string {
+	var out []string
+	for _, st := range f.s.Stats().Streams {
+		if !f.isDeadLetter(st.Stream) {
+			out = append(out, st.Stream)
+		}
+	}
+	return out
+}
+
 // deadLetterStream names the dead-letter stream of stream, shortening
 // the stream part when the whole would exceed the name limit.
 func (f *Forwarder) deadLetterStream(stream string) string {

@@ -58,6 +58,9 @@ func (m *metrics) observe(result string, d time.Duration) {
 
 // Collector exposes a Forwarder's state and counters as Prometheus
 // metrics. The stream label is bounded by the spool's MaxStreams.
+// Every stream the forwarder sends has its dead-letter counter, at zero
+// until a record of it is dead-lettered, so that an alert on its rate()
+// sees the series before the first dead letter.
 type Collector struct {
 	f  *Forwarder
 	up *prometheus.Desc
@@ -88,6 +91,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
+	for _, stream := range c.f.forwardedStreams() {
+		c.f.metrics.dead.WithLabelValues(stream)
+	}
 	c.f.metrics.batches.Collect(ch)
 	c.f.metrics.dead.Collect(ch)
 	c.f.metrics.duration.Collect(ch)

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,5 +36,30 @@ func TestCollector(t *testing.T) {
 	f.failed(errors.New("down"))
 	if f.State().Up {
 		t.Errorf("still up after a failure")
+	}
+}
+
+// TestCollectorDeadLettersAtZero: every stream the forwarder sends has a
+// dead-letter counter from the start; dead-letter streams have none.
+func TestCollectorDeadLettersAtZero(t *testing.T) {
+	s := openSpool(t)
+	appendRecords(t, s, "line1", 1, 1)
+	appendRecords(t, s, "line2", 1, 1)
+	appendRecords(t, s, "line2.dead", 1, 1)
+	f := newForwarder(t, s, Options{URL: "https://127.0.0.1:1/"})
+	f.deadLettered("line2")
+
+	got := map[string]float64{}
+	for k, v := range metrictest.Gather(t, NewCollector(f)) {
+		if strings.HasPrefix(k, "edgeward_spool_records_dead_lettered_total") {
+			got[k] = v
+		}
+	}
+	want := map[string]float64{
+		"edgeward_spool_records_dead_lettered_total{stream=line1}": 0,
+		"edgeward_spool_records_dead_lettered_total{stream=line2}": 1,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dead-letter counters (-want +got):\n%s", diff)
 	}
 }

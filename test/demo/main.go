@@ -159,7 +159,9 @@ func (d *demo) printMetrics(ctx context.Context) {
 	}
 	fmt.Println("\nMetrics (curl http://127.0.0.1:9470/metrics in the gateway), a few lines:")
 	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "edgeward_packets_total") ||
+		// Every counter cell is served; only those that counted are shown.
+		counted := strings.HasPrefix(line, "edgeward_packets_total") && !strings.HasSuffix(line, " 0")
+		if counted ||
 			strings.HasPrefix(line, "edgeward_policy_") ||
 			strings.HasPrefix(line, `edgeward_interfaces{enforced="true"`) {
 			fmt.Println("  " + line)

@@ -186,9 +186,15 @@ func TestStatusAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := contains(metrics,
+	for _, series := range []string{
 		`edgeward_packets_total{hook="tc_egress",reason="no_rule",verdict="drop"}`,
 		`edgeward_bytes_total{hook="tc_egress",reason="no_rule",verdict="drop"}`,
+	} {
+		if v := sampleValue(metrics, series); v <= 0 {
+			t.Errorf("metrics: %s is %v, want the drop counted", series, v)
+		}
+	}
+	if err := contains(metrics,
 		`edgeward_policy_entries 5`,
 		`edgeward_policy_capacity 262144`,
 		`edgeward_interfaces{enforced="true",role="uplink"} 1`,
