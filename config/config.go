@@ -82,12 +82,27 @@ type Proxy struct {
 // Transparent is set.
 type DNS struct {
 	Listen       []netip.AddrPort
-	Transparent  bool // also inspect DNS that crosses the gateway (NFQUEUE)
+	Transparent  bool  // also inspect DNS that crosses the gateway (NFQUEUE)
+	Queue        Queue // the NFQUEUE of transparent mode
 	Upstreams    []Upstream
 	Names        []Name
 	TTL          TTL
 	DenyResponse string // "refused" (default) or "nxdomain"
 }
+
+// Queue is the NFQUEUE that transparent mode reads intercepted DNS from.
+// A packet that arrives while Length packets wait is dropped by the
+// kernel, and counted.
+type Queue struct {
+	Number uint16 // queue number, unique among the gateway's NFQUEUE users
+	Length uint32 // packets waiting at most
+}
+
+// Defaults of the transparent mode's queue.
+const (
+	DefaultQueueNumber = 53
+	DefaultQueueLength = 1024
+)
 
 // Upstream is a set of zones and the servers that resolve them.
 // Zones are lower case without a trailing dot; no zone appears in two
@@ -168,6 +183,7 @@ func defaults(file string) *Config {
 		Mode: DefaultMode,
 		DNS: DNS{
 			TTL:          TTL{Min: DefaultTTLMin, Max: DefaultTTLMax},
+			Queue:        Queue{Number: DefaultQueueNumber, Length: DefaultQueueLength},
 			DenyResponse: DefaultDenyResponse,
 		},
 		Spool: Spool{

@@ -49,6 +49,7 @@ func TestParseProduct(t *testing.T) {
 				netip.MustParseAddrPort("10.10.0.1:53"),
 			},
 			Transparent: true,
+			Queue:       Queue{Number: DefaultQueueNumber, Length: DefaultQueueLength},
 			Upstreams: []Upstream{{
 				Zones: []string{"amazonaws.com"},
 				Servers: []netip.AddrPort{
@@ -139,6 +140,7 @@ func TestParseDefaults(t *testing.T) {
 		Mode: ModeAudit,
 		DNS: DNS{
 			TTL:          TTL{Min: DefaultTTLMin, Max: DefaultTTLMax},
+			Queue:        Queue{Number: 53, Length: 1024},
 			DenyResponse: "refused",
 		},
 		Spool: Spool{
@@ -327,5 +329,17 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load(big) = %v, want a size error", err)
+	}
+}
+
+// TestQueueSettings: the transparent mode's queue takes a number and a
+// length; hex is fine for the number.
+func TestQueueSettings(t *testing.T) {
+	cfg, err := Parse("q.yaml", []byte("dns:\n  transparent: true\n  queue: {number: 0x10, length: 64}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Queue{Number: 16, Length: 64}); cfg.DNS.Queue != want {
+		t.Errorf("queue %+v, want %+v", cfg.DNS.Queue, want)
 	}
 }

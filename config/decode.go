@@ -199,6 +199,21 @@ func (p *parser) enum(n *yaml.Node, field string, allowed ...string) string {
 	return s
 }
 
+// integer returns the integer in n when it lies in [least, most].
+func (p *parser) integer(n *yaml.Node, field string, least, most int64) (int64, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		p.wrongType(n, field, "a whole number")
+		return 0, false
+	}
+
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil || v < least || v > most {
+		p.errorAt(n, field, "%s is not a whole number from %d to %d", n.Value, least, most)
+		return 0, false
+	}
+	return v, true
+}
+
 // duration returns a positive Go duration such as "60s" or "1h30m".
 func (p *parser) duration(n *yaml.Node, field string) (time.Duration, bool) {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {

@@ -9,7 +9,7 @@ import (
 
 // dns decodes the dns section into d, which holds the defaults.
 func (p *parser) dns(n *yaml.Node, d *DNS) {
-	o := p.object(n, "dns", "listen", "transparent", "upstreams", "names", "ttl", "deny_response")
+	o := p.object(n, "dns", "listen", "transparent", "queue", "upstreams", "names", "ttl", "deny_response")
 	if o == nil {
 		return
 	}
@@ -18,6 +18,7 @@ func (p *parser) dns(n *yaml.Node, d *DNS) {
 	if v := o.get("transparent"); v != nil {
 		d.Transparent = p.boolean(v, o.path("transparent"))
 	}
+	p.queue(o.get("queue"), o.path("queue"), &d.Queue)
 	zones := map[string]*yaml.Node{}
 	d.Upstreams = p.upstreams(o.get("upstreams"), o.path("upstreams"), zones)
 	d.Names = p.names(o.get("names"), o.path("names"), zones)
@@ -38,6 +39,29 @@ func (p *parser) guardReachable(o *object, d *DNS) {
 
 	p.errorAt(o.get("names"), o.path("names"),
 		"names are listed but the guard has nowhere to answer: set dns.listen or dns.transparent: true")
+}
+
+// queue decodes the transparent mode's NFQUEUE settings into q, which
+// holds the defaults.
+func (p *parser) queue(n *yaml.Node, field string, q *Queue) {
+	if n == nil {
+		return
+	}
+	o := p.object(n, field, "number", "length")
+	if o == nil {
+		return
+	}
+
+	if v := o.get("number"); v != nil {
+		if num, ok := p.integer(v, o.path("number"), 0, 65535); ok {
+			q.Number = uint16(num)
+		}
+	}
+	if v := o.get("length"); v != nil {
+		if length, ok := p.integer(v, o.path("length"), 1, 1<<20); ok {
+			q.Length = uint32(length)
+		}
+	}
 }
 
 // upstreams decodes the upstream list; zones collects every zone with its

@@ -55,6 +55,8 @@ func TestInvalidFiles(t *testing.T) {
 		{"pattern_matches_all.yaml", 2, 9, "interfaces.vpn[0]", "matches every interface, so nothing would be enforced"},
 		{"plain_mqtt.yaml", 3, 10, "spool.forward.url", "mqtt:// would send telemetry unencrypted"},
 		{"port_range_reversed.yaml", 2, 18, "interfaces.lan_services[0]", "range is reversed (first 8100 > last 8000); write tcp/8000-8100"},
+		{"queue_out_of_range.yaml", 4, 13, "dns.queue.number", "70000 is not a whole number from 0 to 65535"},
+		{"queue_wrong_type.yaml", 4, 13, "dns.queue.length", `expected a whole number, got the string "lots"`},
 		{"relative_path.yaml", 3, 10, "paths.state", `"var/lib/edgeward" is not an absolute path`},
 		{"syntax_error.yaml", 3, 0, "", "yaml syntax: did not find expected ',' or ']'"},
 		{"tls_cert_without_key.yaml", 6, 13, "spool.forward.tls.key", "cert is set without key"},
