@@ -90,3 +90,27 @@ func fuzzSeeds() []fuzzSeed {
 	}
 	return out
 }
+
+// FuzzJudgeIntercepted drives transparent mode's judgement with arbitrary
+// message bytes, as a query from a client and as an answer from the
+// upstream: it must never panic, and an accepted answer must be one that
+// parses.
+func FuzzJudgeIntercepted(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s.query)
+		f.Add(s.answer)
+	}
+	g := fuzzGuard(f)
+	up := netip.MustParseAddrPort("127.0.0.1:9")
+	client := netip.MustParseAddrPort("10.10.0.2:41000")
+
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		g.JudgeIntercepted(context.Background(), Intercepted{Src: client, Dst: up, Payload: payload})
+		v := g.JudgeIntercepted(context.Background(), Intercepted{Src: up, Dst: client, Payload: payload})
+		if v.Accept && v.Kind == KindAnswer {
+			if err := new(dns.Msg).Unpack(payload); err != nil {
+				t.Fatalf("accepted an answer that does not parse: %v", err)
+			}
+		}
+	})
+}

@@ -32,6 +32,7 @@ type Guard struct {
 	slots   chan struct{} // in-flight queries
 
 	counts      counters
+	intercepted interceptCounts
 	forgetErrs  atomic.Uint64
 	upstreamDur prometheus.Histogram
 	learnDur    prometheus.Histogram
@@ -71,6 +72,7 @@ func New(cfg config.DNS, opts Options) (*Guard, error) {
 // initState creates the learned view, the limits and the histograms.
 func (g *Guard) initState() {
 	g.view = newView(g.match.Rules(), g.opts.MaxAddrsPerName)
+	g.intercepted = newInterceptCounts()
 	g.events = newLimiter(g.opts.EventInterval, g.opts.EventBurst)
 	g.slots = make(chan struct{}, g.opts.MaxInFlight)
 	g.upstreamDur = prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -11,6 +11,7 @@ type Collector struct {
 	g *Guard
 
 	queries   *prometheus.Desc
+	intercept *prometheus.Desc
 	learned   *prometheus.Desc
 	forgetErr *prometheus.Desc
 	dropped   *prometheus.Desc
@@ -22,6 +23,9 @@ func NewCollector(g *Guard) *Collector {
 		g: g,
 		queries: prometheus.NewDesc("edgeward_dns_queries_total",
 			"DNS queries answered by the guard, by how they ended.", []string{"result"}, nil),
+		intercept: prometheus.NewDesc("edgeward_dns_intercepted_total",
+			"DNS messages of other clients and servers judged in transparent mode, by kind (query, answer) and result.",
+			[]string{"kind", "result"}, nil),
 		learned: prometheus.NewDesc("edgeward_dns_learned_addresses",
 			"Addresses the guard holds learned and unexpired, by configured name pattern.", []string{"pattern"}, nil),
 		forgetErr: prometheus.NewDesc("edgeward_dns_forget_errors_total",
@@ -34,6 +38,7 @@ func NewCollector(g *Guard) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queries
+	ch <- c.intercept
 	ch <- c.learned
 	ch <- c.forgetErr
 	ch <- c.dropped
@@ -45,6 +50,12 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for r := range numResults {
 		ch <- prometheus.MustNewConstMetric(c.queries, prometheus.CounterValue, float64(c.g.counts[r].Load()), r.String())
+	}
+
+	for kind, results := range c.g.InterceptedCounts() {
+		for r, n := range results {
+			ch <- prometheus.MustNewConstMetric(c.intercept, prometheus.CounterValue, float64(n), kind, r)
+		}
 	}
 
 	counts := c.g.view.counts(c.g.opts.Now())

@@ -19,10 +19,11 @@ var errNoUpstream = errors.New("no upstream zone holds the name")
 
 // upstream is the server set of one or more zones.
 type upstream struct {
-	zones   []string       // canonical, in the configured order
-	servers []string       // host:port, in the configured order
-	health  []serverHealth // by index of servers
-	next    atomic.Int32   // the server that answered last; tried first
+	zones   []string         // canonical, in the configured order
+	servers []string         // host:port, in the configured order
+	addrs   []netip.AddrPort // the servers, unmapped, in the same order
+	health  []serverHealth   // by index of servers
+	next    atomic.Int32     // the server that answered last; tried first
 }
 
 // serverHealth is what the guard saw of one upstream server, for status.
@@ -96,7 +97,9 @@ func newRouter(ups []config.Upstream) (*router, error) {
 
 		up := &upstream{health: make([]serverHealth, len(u.Servers))}
 		for _, s := range u.Servers {
-			up.servers = append(up.servers, netip.AddrPortFrom(s.Addr().Unmap(), s.Port()).String())
+			ap := netip.AddrPortFrom(s.Addr().Unmap(), s.Port())
+			up.addrs = append(up.addrs, ap)
+			up.servers = append(up.servers, ap.String())
 		}
 		for _, z := range u.Zones {
 			zone, err := config.CanonicalName(z, false)
