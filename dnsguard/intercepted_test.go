@@ -3,11 +3,16 @@ package dnsguard
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgeward/edgeward/internal/testenv"
 )
 
 // TestJudgeIntercepted: queries and answers of other clients pass only
@@ -110,4 +115,26 @@ func pack(t *testing.T, m *dns.Msg) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestMarkedDialer: the guard's upstream sockets carry the mark that lets
+// them past transparent mode's queue.
+func TestMarkedDialer(t *testing.T) {
+	testenv.RequireRoot(t) // SO_MARK needs CAP_NET_ADMIN
+
+	conn, err := markedDialer(time.Second, 0x4577).Dial("udp", "127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw, err := conn.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mark int
+	var gerr error
+	raw.Control(func(fd uintptr) { mark, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+	if gerr != nil || mark != 0x4577 {
+		t.Errorf("socket mark %#x (%v), want 0x4577", mark, gerr)
+	}
 }

@@ -57,6 +57,11 @@ type Options struct {
 	// answers SERVFAIL at once (counted as "overloaded"). Default 256.
 	MaxInFlight int
 
+	// SocketMark, when not 0, is set (SO_MARK) on every socket the guard
+	// opens toward upstream servers. In transparent mode netfilter lets
+	// only these sockets reach upstreams without a verdict.
+	SocketMark uint32
+
 	// OnEvent, when set, receives rejected answers and learner failures,
 	// at most EventBurst at once and one per EventInterval after that.
 	// It is called on the query path: it must not block.
