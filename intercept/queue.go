@@ -1,0 +1,192 @@
+package intercept
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/florianl/go-nfqueue/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgeward/edgeward/dnsguard"
+)
+
+// Judge decides on one intercepted DNS message: dnsguard.Guard's
+// JudgeIntercepted. It must honour ctx and be safe on any bytes.
+type Judge func(ctx context.Context, p dnsguard.Intercepted) dnsguard.InterceptVerdict
+
+// maxDatagram is the most of a queued packet copied to the reader: a whole
+// UDP datagram, so an answer is judged on all of its records.
+const maxDatagram = 0xffff
+
+// receiveBuffer is the socket buffer the kernel queues messages in for the
+// reader; past it they are dropped (counted as overruns).
+const receiveBuffer = 4 << 20
+
+// Queue reads one NFQUEUE and issues a verdict for every packet. Create it
+// with Open; Close unbinds it, after which the kernel drops what the rules
+// queue (fail closed).
+type Queue struct {
+	num    uint16
+	nf     *nfqueue.Nfqueue
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	unparsable, verdictErrs, enobufs atomic.Uint64
+	lastErrLog                       atomic.Int64 // unix nanoseconds
+}
+
+// Open binds queue num with room for length waiting packets and starts
+// judging its packets with judge. It fails when the kernel has no NFQUEUE
+// or another program holds num.
+func Open(num uint16, length uint32, judge Judge, log *slog.Logger) (*Queue, error) {
+	nf, err := nfqueue.Open(&nfqueue.Config{
+		NfQueue:      num,
+		MaxQueueLen:  length,
+		MaxPacketLen: maxDatagram,
+		Copymode:     nfqueue.NfQnlCopyPacket,
+		AfFamily:     unix.AF_UNSPEC,
+		WriteTimeout: time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open nfqueue %d: %w", num, err)
+	}
+	// Overruns are counted by the kernel (Stats); without this option the
+	// socket would report them as errors instead of going on.
+	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("nfqueue %d: %w", num, err)
+	}
+	if err := nf.Con.SetReadBuffer(receiveBuffer); err != nil {
+		log.Warn("nfqueue: could not enlarge the receive buffer", "queue", num, "err", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &Queue{num: num, nf: nf, log: log, cancel: cancel, done: make(chan struct{})}
+	hook := func(a nfqueue.Attribute) int { q.handle(ctx, judge, a); return 0 }
+	if err := nf.RegisterWithErrorFunc(ctx, hook, q.onError); err != nil {
+		cancel()
+		nf.Close()
+		return nil, fmt.Errorf("bind nfqueue %d (is another program using it?): %w", num, err)
+	}
+	go func() {
+		<-ctx.Done()
+		close(q.done)
+	}()
+	return q, nil
+}
+
+// handle judges one packet and issues its verdict. A packet that does not
+// parse, or that the judge refuses, is dropped.
+func (q *Queue) handle(ctx context.Context, judge Judge, a nfqueue.Attribute) {
+	if a.PacketID == nil {
+		return
+	}
+	verdict := nfqueue.NfDrop
+	if a.Payload != nil {
+		p, err := parseDatagram(*a.Payload)
+		if err != nil {
+			q.unparsable.Add(1)
+		} else if judge(ctx, p).Accept {
+			verdict = nfqueue.NfAccept
+		}
+	}
+
+	if err := q.nf.SetVerdict(*a.PacketID, verdict); err != nil {
+		q.verdictErrs.Add(1)
+		q.logError("nfqueue: verdict not delivered (the kernel drops the packet after its timeout)", err)
+	}
+}
+
+// onError survives what the socket reports: an overrun (ENOBUFS) is
+// counted, other errors are logged at most once a second. Only the end of
+// the queue's context stops reading.
+func (q *Queue) onError(err error) int {
+	select {
+	case <-q.done:
+		return 1
+	default:
+	}
+	if errors.Is(err, unix.ENOBUFS) {
+		q.enobufs.Add(1)
+		return 0
+	}
+	var opErr *netlink.OpError
+	if errors.As(err, &opErr) && opErr.Timeout() {
+		return 0
+	}
+	q.logError("nfqueue: receive failed", err)
+	return 0
+}
+
+// logError logs err at most once a second.
+func (q *Queue) logError(msg string, err error) {
+	now := time.Now().UnixNano()
+	last := q.lastErrLog.Load()
+	if now-last < int64(time.Second) || !q.lastErrLog.CompareAndSwap(last, now) {
+		return
+	}
+	q.log.Warn(msg, "queue", q.num, "err", err)
+}
+
+// Close unbinds the queue and waits for the reader to stop.
+func (q *Queue) Close() error {
+	q.cancel()
+	<-q.done
+	return q.nf.Close()
+}
+
+// Stats are what a queue lost, from the kernel and from the reader.
+type Stats struct {
+	Waiting     uint64 // packets waiting for a verdict now
+	QueueFull   uint64 // dropped by the kernel: the queue was full
+	Overruns    uint64 // dropped by the kernel: the reader's socket buffer was full
+	ENOBUFS     uint64 // overruns the socket reported (0 with NoENOBUFS set)
+	Unparsable  uint64 // dropped by the reader: not an IP/UDP datagram
+	VerdictErrs uint64 // verdicts the kernel did not take
+}
+
+// Stats reads the kernel's counters of the queue (in this network
+// namespace) and the reader's own. The kernel's are zero when the queue is
+// not bound.
+func (q *Queue) Stats() (Stats, error) {
+	s, err := kernelStats(q.num)
+	s.ENOBUFS = q.enobufs.Load()
+	s.Unparsable = q.unparsable.Load()
+	s.VerdictErrs = q.verdictErrs.Load()
+	return s, err
+}
+
+// kernelStats reads /proc/net/netfilter/nfnetlink_queue, whose lines are
+// "queue portid waiting copy_mode copy_range queue_dropped user_dropped
+// last_id 1".
+func kernelStats(num uint16) (Stats, error) {
+	f, err := os.Open("/proc/net/netfilter/nfnetlink_queue")
+	if err != nil {
+		return Stats{}, fmt.Errorf("read nfqueue statistics: %w", err)
+	}
+	defer f.Close()
+
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 7 || fields[0] != strconv.Itoa(int(num)) {
+			continue
+		}
+		var s Stats
+		s.Waiting, _ = strconv.ParseUint(fields[2], 10, 64)
+		s.QueueFull, _ = strconv.ParseUint(fields[5], 10, 64)
+		s.Overruns, _ = strconv.ParseUint(fields[6], 10, 64)
+		return s, nil
+	}
+	return Stats{}, sc.Err()
+}
