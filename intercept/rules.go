@@ -132,6 +132,9 @@ func Remove() error {
 
 func remove(f family) error {
 	ipt, err := iptables.New(iptables.IPFamily(f.proto))
+	if errors.Is(err, exec.ErrNotFound) {
+		return nil // no iptables, so no rules of ours either
+	}
 	if err != nil {
 		return err
 	}
@@ -164,6 +167,9 @@ func remove(f family) error {
 func Installed() (bool, error) {
 	for _, f := range families {
 		ipt, err := iptables.New(iptables.IPFamily(f.proto))
+		if errors.Is(err, exec.ErrNotFound) {
+			return false, nil
+		}
 		if err != nil {
 			return false, err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgeward/edgeward/config"
 	"github.com/edgeward/edgeward/dnsguard"
+	"github.com/edgeward/edgeward/intercept"
 	"github.com/edgeward/edgeward/loader"
 )
 
@@ -65,21 +66,27 @@ func (k *kernelLearner) restore(cfg config.DNS) ([]dnsguard.Learned, error) {
 	return out, nil
 }
 
-// startDNS starts the DNS guard on dns.listen when the config has one. It
-// binds every address first, so a taken port fails the start.
+// startDNS starts the DNS guard when the config has dns.listen or
+// dns.transparent. It binds every listen address first, so a taken port
+// fails the start; in transparent mode it installs the netfilter rules and
+// binds the queue.
 func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 	cfg := d.cfg.DNS
-	if len(cfg.Listen) == 0 {
+	if len(cfg.Listen) == 0 && !cfg.Transparent {
 		return nil
 	}
 	lans := d.lanPrefixes()
 	learner := newKernelLearner(d.loader, cfg)
-	g, err := dnsguard.New(cfg, dnsguard.Options{
+	opts := dnsguard.Options{
 		Learner:     learner,
 		LANPrefixes: lans,
 		AllowClient: func(a netip.Addr) bool { return allowDNSClient(a, lans) },
 		OnEvent:     func(ev dnsguard.Event) { logDNSEvent(d.log, ev) },
-	})
+	}
+	if cfg.Transparent {
+		opts.SocketMark = intercept.GuardMark
+	}
+	g, err := dnsguard.New(cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -94,13 +101,27 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 	if err != nil {
 		return err
 	}
-	collector := dnsguard.NewCollector(g)
-	reg.MustRegister(collector)
+	queue, err := d.startIntercept(cfg, g)
+	if err != nil {
+		closeDNS(packet, stream)
+		return err
+	}
+	collectors := []prometheus.Collector{dnsguard.NewCollector(g)}
+	if queue != nil {
+		collectors = append(collectors, intercept.NewCollector(queue))
+	}
+	for _, c := range collectors {
+		reg.MustRegister(c)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if len(cfg.Listen) == 0 { // transparent only: the queue is all
+			<-ctx.Done()
+			return
+		}
 		if err := g.Serve(ctx, packet, stream); err != nil {
 			d.log.Error("dns guard stopped", "err", err)
 		}
@@ -108,12 +129,48 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 	d.guard.Store(g)
 	d.stopDNS = func() {
 		d.guard.Store(nil)
+		if queue != nil {
+			queue.Close() // the rules stay: queued DNS is dropped until a reader binds
+		}
 		cancel()
 		<-done
-		reg.Unregister(collector)
+		for _, c := range collectors {
+			reg.Unregister(c)
+		}
 	}
-	d.log.Info("dns guard listening", "addresses", len(cfg.Listen), "names", len(cfg.Names), "restored", kept)
+	d.log.Info("dns guard started", "listen", len(cfg.Listen), "transparent", cfg.Transparent,
+		"names", len(cfg.Names), "restored", kept)
 	return nil
+}
+
+// startIntercept installs the transparent mode's rules and binds its queue
+// to g, or, without transparent mode, removes rules a previous config
+// left. The rules go in first: until the queue is bound, what they queue
+// is dropped, never let through.
+func (d *daemon) startIntercept(cfg config.DNS, g *dnsguard.Guard) (*intercept.Queue, error) {
+	if !cfg.Transparent {
+		if err := intercept.Remove(); err != nil {
+			d.log.Warn("could not remove the rules of an earlier transparent mode", "err", err)
+		}
+		return nil, nil
+	}
+	if err := intercept.Install(cfg.Queue.Number); err != nil {
+		return nil, err
+	}
+	q, err := intercept.Open(cfg.Queue.Number, cfg.Queue.Length, g.JudgeIntercepted, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("transparent dns: rules installed, queue bound", "queue", cfg.Queue.Number, "length", cfg.Queue.Length)
+	return q, nil
+}
+
+// closeDNS closes sockets bindDNS opened.
+func closeDNS(packet []net.PacketConn, stream []net.Listener) {
+	for _, p := range packet {
+		p.Close()
+	}
+	closeAll(stream)
 }
 
 // bindDNS opens UDP and TCP on every address.
@@ -121,10 +178,7 @@ func bindDNS(addrs []netip.AddrPort) ([]net.PacketConn, []net.Listener, error) {
 	var packet []net.PacketConn
 	var stream []net.Listener
 	fail := func(err error) ([]net.PacketConn, []net.Listener, error) {
-		for _, p := range packet {
-			p.Close()
-		}
-		closeAll(stream)
+		closeDNS(packet, stream)
 		return nil, nil, fmt.Errorf("dns guard: %w", err)
 	}
 	for _, ap := range addrs {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/edgeward/edgeward/intercept"
 	"github.com/edgeward/edgeward/loader"
 )
 
@@ -33,6 +34,14 @@ func cmdUnload(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, a := range before {
 		fmt.Fprintf(stdout, "detached %s (%s) from %s\n", a.Hook, a.Mode, a.Name)
+	}
+	installed, _ := intercept.Installed()
+	if err := intercept.Remove(); err != nil {
+		fmt.Fprintf(stderr, "edgeward unload: %v\n", err)
+		return exitFailure
+	}
+	if installed {
+		fmt.Fprintln(stdout, "removed the transparent DNS rules (iptables chains EDGEWARD-DNS-*)")
 	}
 	fmt.Fprintf(stdout, "removed pins under %s; nothing of Edgeward enforces here now\n", cfg.Paths.BPFFS)
 	return exitOK

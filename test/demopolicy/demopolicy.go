@@ -36,6 +36,10 @@ type Params struct {
 	ExtraYAML string
 	// TTLMin and TTLMax bound learned lifetimes; default 60s and 1h.
 	TTLMin, TTLMax string
+	// Transparent turns on the DNS guard's transparent mode, with a queue
+	// of QueueLength packets (default 1024).
+	Transparent bool
+	QueueLength int
 }
 
 // Endpoint is one more endpoint, written as in the file.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -27,6 +28,38 @@ const (
 	CloudZone      = "partner.test"
 	LearnedPort    = 8883
 )
+
+// RogueResolver4 is a resolver in the VPC that no config names: it answers
+// every A query with 198.18.1.77 over UDP and TCP. DNS sent to it comes
+// back only if nothing stops it on the way.
+const RogueResolver4 = "10.20.0.3"
+
+// ResolverQuery is one query a sandbox resolver received.
+type ResolverQuery struct {
+	Server string // CloudResolver4 or RogueResolver4
+	Name   string // as asked, lower case
+	TCP    bool
+}
+
+// queryLog records what the sandbox's resolvers received.
+type queryLog struct {
+	mu      sync.Mutex
+	queries []ResolverQuery
+}
+
+func (l *queryLog) add(q ResolverQuery) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.queries = append(l.queries, q)
+}
+
+// ResolverQueries returns every query the cloud and rogue resolvers
+// received so far, oldest first.
+func (s *Sandbox) ResolverQueries() []ResolverQuery {
+	s.queries.mu.Lock()
+	defer s.queries.mu.Unlock()
+	return append([]ResolverQuery(nil), s.queries.queries...)
+}
 
 // cloudAnswer returns the address and TTL for a query name, if any.
 func cloudAnswer(name string) (netip.Addr, uint32, bool) {
@@ -64,19 +97,63 @@ func (s *Sandbox) startResolver() error {
 		return err
 	}
 
+	if err := s.serveDNS(CloudResolver4, answerCloud); err != nil {
+		return fmt.Errorf("cloud resolver: %w", err)
+	}
+	if err := s.ip(VPC, "addr", "add", RogueResolver4+"/32", "dev", "lo"); err != nil {
+		return err
+	}
+	if err := s.serveDNS(RogueResolver4, answerRogue); err != nil {
+		return fmt.Errorf("rogue resolver: %w", err)
+	}
+	return nil
+}
+
+// serveDNS serves answer on addr:53 in the VPC, over UDP and TCP, and
+// logs every query.
+func (s *Sandbox) serveDNS(addr string, answer dns.HandlerFunc) error {
 	var pc net.PacketConn
+	var l net.Listener
 	err := s.Do(VPC, func() error {
 		var err error
-		pc, err = net.ListenPacket("udp", net.JoinHostPort(CloudResolver4, "53"))
+		if pc, err = net.ListenPacket("udp", net.JoinHostPort(addr, "53")); err != nil {
+			return err
+		}
+		l, err = net.Listen("tcp", net.JoinHostPort(addr, "53"))
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("cloud resolver: %w", err)
+		if pc != nil {
+			pc.Close()
+		}
+		return err
 	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(answerCloud)}
-	s.srv.track(shutdowner{srv})
-	go srv.ActivateAndServe()
+
+	logged := func(w dns.ResponseWriter, req *dns.Msg) {
+		if len(req.Question) == 1 {
+			_, tcp := w.RemoteAddr().(*net.TCPAddr)
+			s.queries.add(ResolverQuery{Server: addr, Name: strings.ToLower(req.Question[0].Name), TCP: tcp})
+		}
+		answer(w, req)
+	}
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: dns.HandlerFunc(logged)}, {Listener: l, Handler: dns.HandlerFunc(logged)}} {
+		s.srv.track(shutdowner{srv})
+		go srv.ActivateAndServe()
+	}
 	return nil
+}
+
+// answerRogue answers every A query with 198.18.1.77.
+func answerRogue(w dns.ResponseWriter, req *dns.Msg) {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	if len(req.Question) == 1 && req.Question[0].Qtype == dns.TypeA {
+		resp.Answer = append(resp.Answer, &dns.A{
+			Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+			A:   net.IPv4(198, 18, 1, 77),
+		})
+	}
+	w.WriteMsg(resp)
 }
 
 // shutdowner adapts a dns.Server to io.Closer.
@@ -117,6 +194,24 @@ func (s *Sandbox) Resolve(h Host, name string) (*dns.Msg, error) {
 		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
 		var err error
 		resp, _, err = c.Exchange(m, Addr(GatewayLAN4, 53))
+		return err
+	})
+	return resp, err
+}
+
+// Query asks server (ip:port) for the A record of name from host h,
+// over TCP when tcp is set, waiting at most timeout.
+func (s *Sandbox) Query(h Host, server, name string, tcp bool, timeout time.Duration) (*dns.Msg, error) {
+	var resp *dns.Msg
+	err := s.Do(h, func() error {
+		c := &dns.Client{Timeout: timeout}
+		if tcp {
+			c.Net = "tcp"
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		var err error
+		resp, _, err = c.Exchange(m, server)
 		return err
 	})
 	return resp, err

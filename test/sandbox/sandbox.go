@@ -71,6 +71,7 @@ type Sandbox struct {
 	wgVPC     string
 	ca        *authority
 	srv       *servers
+	queries   queryLog // what the sandbox's resolvers received
 	procs     []*Process
 	mounted   bool
 
