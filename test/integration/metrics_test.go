@@ -54,8 +54,9 @@ func TestGoldenScrape(t *testing.T) {
 	checkTunnelState(t, g)
 }
 
-// startFullGateway starts the daemon under the demo policy with a spool
-// that forwards over the tunnel to mosquitto in the VPC, and returns
+// startFullGateway starts the daemon under the demo policy with
+// transparent DNS and a spool that forwards over the tunnel to mosquitto
+// in the VPC, and returns
 // what the broker receives.
 func startFullGateway(t *testing.T, g *gateway) *sb.Inbox {
 	t.Helper()
@@ -69,7 +70,7 @@ func startFullGateway(t *testing.T, g *gateway) *sb.Inbox {
 	}
 	writeSpoolPolicy(t, g, fmt.Sprintf(`    url: mqtts://%s
     topic: plant/{stream}
-    tls: {ca: %q, cert: %q, key: %q}`, broker.Addr, g.sb.CAFile(), cert, key))
+    tls: {ca: %q, cert: %q, key: %q}`, broker.Addr, g.sb.CAFile(), cert, key), demopolicy.Params{Transparent: true})
 	g.start()
 	return broker.Inbox
 }

@@ -80,10 +80,15 @@ func TestSpoolHTTPSThroughProxyAcrossCut(t *testing.T) {
 
 // writeSpoolPolicy writes the demo policy with a spool on the gateway's
 // LAN address and the given forward section (indented keys).
-func writeSpoolPolicy(t *testing.T, g *gateway, forward string) {
+func writeSpoolPolicy(t *testing.T, g *gateway, forward string, p ...demopolicy.Params) {
 	t.Helper()
 	yaml := fmt.Sprintf("spool:\n  listen: [%q]\n  max_age: 1h\n  forward:\n%s\n", sb.Addr(sb.GatewayLAN4, 8470), forward)
-	rewritePolicy(t, g, demopolicy.Params{ExtraYAML: yaml})
+	params := demopolicy.Params{}
+	if len(p) > 0 {
+		params = p[0]
+	}
+	params.ExtraYAML = yaml
+	rewritePolicy(t, g, params)
 }
 
 // runSpoolCut is the shape both upstreams share: produce, see records
