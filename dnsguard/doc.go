@@ -76,6 +76,9 @@
 //     some source-port randomness for throughput (pinning still bounds
 //     what a spoofed answer could open). Client EDNS options are not
 //     forwarded.
-//   - Transparent mode (NFQUEUE) is not in this package yet; resolve and
-//     judge are the pieces it would reuse.
+//   - Transparent mode: JudgeIntercepted judges a query or an answer that
+//     other clients and servers exchanged through the gateway (package
+//     intercept queues them) with the same matching, pinning and learning;
+//     the message passes whole or not at all. The guard's own upstream
+//     sockets carry Options.SocketMark, so netfilter lets them by.
 package dnsguard
