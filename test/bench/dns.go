@@ -73,19 +73,19 @@ func benchDNS(w io.Writer, bin string, seconds int) error {
 	if err := writeQueries(queries); err != nil {
 		return err
 	}
-	guard, err := runDNSPerf(client, queries, 53, seconds)
+	guard, err := runDNSPerf(client, dnsGateway, 53, queries, seconds)
 	if err != nil {
 		return fmt.Errorf("through the guard: %w", err)
 	}
-	direct, err := runDNSPerf(client, queries, dnsUpstream, seconds)
+	direct, err := runDNSPerf(client, dnsGateway, dnsUpstream, queries, seconds)
 	if err != nil {
 		return fmt.Errorf("direct: %w", err)
 	}
-	guardLat, err := sampleLatency(client, 53)
+	guardLat, err := sampleLatency(client, dnsGateway, 53)
 	if err != nil {
 		return err
 	}
-	directLat, err := sampleLatency(client, dnsUpstream)
+	directLat, err := sampleLatency(client, dnsGateway, dnsUpstream)
 	if err != nil {
 		return err
 	}
@@ -234,9 +234,9 @@ var (
 	perfLost = regexp.MustCompile(`Queries lost:\s+(\d+)`)
 )
 
-// runDNSPerf runs dnsperf from the client namespace against port.
-func runDNSPerf(client *benchNS, queries string, port, seconds int) (dnsPerfResult, error) {
-	out, err := client.output(fmt.Sprintf("dnsperf -s %s -p %d -d %s -l %d -c 8 -T 2 -q 256", dnsGateway, port, queries, seconds))
+// runDNSPerf runs dnsperf from the client namespace against server:port.
+func runDNSPerf(client *benchNS, server string, port int, queries string, seconds int) (dnsPerfResult, error) {
+	out, err := client.output(fmt.Sprintf("dnsperf -s %s -p %d -d %s -l %d -c 8 -T 2 -q 256", server, port, queries, seconds))
 	if err != nil {
 		return dnsPerfResult{}, err
 	}
@@ -249,12 +249,13 @@ func runDNSPerf(client *benchNS, queries string, port, seconds int) (dnsPerfResu
 	return dnsPerfResult{qps: qps, lost: lost}, nil
 }
 
-// sampleLatency times 2000 sequential queries from the client namespace.
-func sampleLatency(client *benchNS, port int) ([]time.Duration, error) {
+// sampleLatency times 2000 sequential queries from the client namespace
+// to host:port.
+func sampleLatency(client *benchNS, host string, port int) ([]time.Duration, error) {
 	var out []time.Duration
 	err := client.do(func() error {
 		c := &dns.Client{Timeout: 2 * time.Second}
-		server := net.JoinHostPort(dnsGateway, strconv.Itoa(port))
+		server := net.JoinHostPort(host, strconv.Itoa(port))
 		for i := range 2000 {
 			m := new(dns.Msg)
 			m.SetQuestion(fmt.Sprintf("h%d.partner.test.", i%dnsNames+1), dns.TypeA)

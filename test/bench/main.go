@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 )
@@ -27,6 +28,7 @@ func main() {
 	packets := flag.Int("packets", 600000, "packets per filter and round in the pipeline comparison")
 	bin := flag.String("bin", "bin/edgeward", "the edgeward binary for the DNS benchmark")
 	dnsSeconds := flag.Int("dns-seconds", 5, "seconds of dnsperf per path")
+	only := flag.String("only", "", "run only these `parts` (comma separated: dataplane, xdp, pipeline, dns, transparent)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark driver to `file`")
 	flag.Parse()
 
@@ -51,17 +53,23 @@ func main() {
 		defer stop()
 	}
 	printMachine(w)
-	if err := benchDataPlane(w, *repeat, *rounds); err != nil {
-		fatal(err)
+	parts := []struct {
+		name string
+		run  func() error
+	}{
+		{"dataplane", func() error { return benchDataPlane(w, *repeat, *rounds) }},
+		{"xdp", func() error { return benchXDPPrograms(w, *repeat, *rounds) }},
+		{"pipeline", func() error { return benchPipeline(w, *entries, *rate, *packets) }},
+		{"dns", func() error { return benchDNS(w, *bin, *dnsSeconds) }},
+		{"transparent", func() error { return benchTransparentDNS(w, *bin, *dnsSeconds) }},
 	}
-	if err := benchXDPPrograms(w, *repeat, *rounds); err != nil {
-		fatal(err)
-	}
-	if err := benchPipeline(w, *entries, *rate, *packets); err != nil {
-		fatal(err)
-	}
-	if err := benchDNS(w, *bin, *dnsSeconds); err != nil {
-		fatal(err)
+	for _, p := range parts {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), p.name) {
+			continue
+		}
+		if err := p.run(); err != nil {
+			fatal(fmt.Errorf("%s: %w", p.name, err))
+		}
 	}
 }
 
