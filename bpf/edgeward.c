@@ -276,6 +276,20 @@ static __always_inline int ew_neighbour_message(const struct ew_packet *pkt)
 	       pkt->hop_limit == 255 && pkt->ip_payload <= 32;
 }
 
+/* ew_unguarded_dns tells whether a packet is DNS (to port 53, UDP or TCP)
+ * that carries no guard mark: neither the guard sent it nor its queue let
+ * it through. With transparent DNS, such a packet went around the
+ * netfilter rules (flushed, or bypassed) and may not leave. */
+static __always_inline int ew_unguarded_dns(const struct __sk_buff *skb,
+					    const struct ew_packet *pkt)
+{
+	if (!pkt->has_ports || pkt->dport != 53)
+		return 0;
+	if (pkt->proto != IPPROTO_UDP && pkt->proto != IPPROTO_TCP)
+		return 0;
+	return (skb->mark & EW_GUARD_MASK) != EW_GUARD_MARK;
+}
+
 /* ew_judge_egress judges a packet leaving on an uplink and records the
  * flows it allows. An ICMP error the gateway sends about a packet of an
  * allowed flow (path MTU discovery for traffic it forwards) may leave;
@@ -308,6 +322,9 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 	ew_decide(s, slot, pkt, on_link, d);
 	if (d->reason == EW_REASON_NO_RULE && d->learned_expired)
 		ew_flow_continues(pkt, d);
+	if (s->dns_gate && d->reason < EW_REASON_FIRST_DENY &&
+	    ew_unguarded_dns(skb, pkt))
+		d->reason = EW_REASON_DNS_UNGUARDED;
 	if (d->reason < EW_REASON_FIRST_DENY)
 		ew_flow_track(pkt, d);
 	return s->mode;

@@ -58,6 +58,14 @@ struct ew_rule {
 };
 
 /* Everything of a policy that is not an entry. */
+/* The socket mark of the DNS guard's own sockets, which its NFQUEUE also
+ * sets on the DNS it lets through (see intercept/), and the bits of the
+ * mark it occupies. */
+enum ew_marks {
+	EW_GUARD_MARK = 0x4577,
+	EW_GUARD_MASK = 0xffff,
+};
+
 struct ew_settings {
 	__u32 generation; /* 0: no policy in this slot */
 	__u32 entries4;   /* entries of ew_rules4[slot], for status */
@@ -67,7 +75,8 @@ struct ew_settings {
 	__u8 v6_nlens;
 	__u8 learning; /* the DNS guard has names: look up learned addresses */
 	__u8 nservices;
-	__u8 pad2[3];
+	__u8 dns_gate; /* transparent DNS: port 53 leaves only with EW_GUARD_MARK */
+	__u8 pad2[2];
 	/* Prefix lengths present in the policy, longest first. */
 	__u8 v4_lens[EW_MAX_PREFIX_LENS];
 	__u8 v6_lens[EW_MAX_PREFIX_LENS];

@@ -57,6 +57,7 @@ enum ew_reason {
 	EW_REASON_NO_ROUTE = 40,      /* LAN host to a destination with no route */
 	EW_REASON_NOT_A_SERVICE = 41, /* LAN host to a gateway port not offered */
 	EW_REASON_NOT_ROUTABLE = 42,  /* LAN host to another LAN or ignored port */
+	EW_REASON_DNS_UNGUARDED = 43, /* DNS the guard neither sent nor let through */
 	EW_REASON_MAX = 64,
 };
 

@@ -55,6 +55,7 @@ func newPair(t *testing.T) *pair {
 		p.server.Close()
 		orig.Close()
 		runtime.UnlockOSThread()
+		requireNoLeak(t)
 	})
 	requireLeft(t, orig)
 
@@ -74,6 +75,17 @@ func requireLeft(t *testing.T, orig netns.NsHandle) {
 	defer cur.Close()
 	if cur.Equal(orig) {
 		t.Fatal("still in the network namespace the test started in")
+	}
+}
+
+// requireNoLeak fails when rules of ours show in the namespace the test
+// started in: a goroutine ran iptables on the wrong thread.
+func requireNoLeak(t *testing.T) {
+	t.Helper()
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		if rules := listRules(t, cmd); strings.Contains(rules, "EDGEWARD") {
+			t.Errorf("%s: rules leaked into the test's own namespace:\n%s", cmd, rules)
+		}
 	}
 }
 
@@ -327,6 +339,46 @@ func TestParseDatagram(t *testing.T) {
 	} {
 		if _, err := parseDatagram(b); err == nil {
 			t.Errorf("%s: parsed", name)
+		}
+	}
+}
+
+// TestKeepRulesRestores: rules another program flushes or unhooks are
+// found changed and put back, and the restore is counted.
+func TestKeepRulesRestores(t *testing.T) {
+	newPair(t)
+	must(t, Install(testQueue))
+	if ok, err := Intact(testQueue); !ok || err != nil {
+		t.Fatalf("Intact() = %v, %v right after Install", ok, err)
+	}
+	if ok, _ := Intact(testQueue + 1); ok {
+		t.Error("Intact for another queue number")
+	}
+	q, err := Open(testQueue, 64, (&allowOK{}).judge, slog.Default())
+	must(t, err)
+	defer q.Close()
+	q.KeepRules(100 * time.Millisecond)
+
+	for i, damage := range [][]string{
+		{"iptables", "-F", chainFwd},
+		{"ip6tables", "-D", "OUTPUT", "-j", chainOut},
+		{"iptables", "-I", "INPUT", "2", "-j", chainIn}, // a second jump
+	} {
+		if out, err := exec.Command(damage[0], damage[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", damage, err, out)
+		}
+		if ok, _ := Intact(testQueue); ok {
+			t.Errorf("%v: still intact", damage)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for ok := false; !ok && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			ok, _ = Intact(testQueue)
+		}
+		if ok, _ := Intact(testQueue); !ok {
+			t.Errorf("%v: not restored within 3 s", damage)
+		}
+		if s, _ := q.Stats(); s.Restores < uint64(i+1) {
+			t.Errorf("%v: %d restores counted, want %d", damage, s.Restores, i+1)
 		}
 	}
 }

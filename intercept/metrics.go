@@ -8,6 +8,7 @@ type Collector struct {
 	dropped *prometheus.Desc
 	waiting *prometheus.Desc
 	errors  *prometheus.Desc
+	restore *prometheus.Desc
 }
 
 // NewCollector returns a collector for q; register it once.
@@ -22,6 +23,8 @@ func NewCollector(q *Queue) *Collector {
 			"Intercepted DNS packets waiting in the kernel's queue for a verdict.", nil, nil),
 		errors: prometheus.NewDesc("edgeward_dns_queue_verdict_errors_total",
 			"Verdicts the kernel did not take; it drops such packets.", nil, nil),
+		restore: prometheus.NewDesc("edgeward_dns_rules_restored_total",
+			"Times the transparent mode's iptables rules were found changed by another program and put back.", nil, nil),
 	}
 }
 
@@ -30,6 +33,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dropped
 	ch <- c.waiting
 	ch <- c.errors
+	ch <- c.restore
 }
 
 // Collect implements prometheus.Collector. The kernel's counters read as
@@ -45,4 +49,5 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(s.Waiting))
 	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.VerdictErrs))
+	ch <- prometheus.MustNewConstMetric(c.restore, prometheus.CounterValue, float64(s.Restores))
 }

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeward/edgeward/dnsguard"
@@ -36,12 +39,15 @@ const receiveBuffer = 4 << 20
 // queue (fail closed).
 type Queue struct {
 	num    uint16
+	netns  netns.NsHandle // the network namespace Open ran in: the rules' home
 	nf     *nfqueue.Nfqueue
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	unparsable, verdictErrs, enobufs atomic.Uint64
+	restores                         atomic.Uint64 // rules put back by KeepRules
+	keeping                          sync.WaitGroup
 	lastErrLog                       atomic.Int64 // unix nanoseconds
 }
 
@@ -70,12 +76,19 @@ func Open(num uint16, length uint32, judge Judge, log *slog.Logger) (*Queue, err
 		log.Warn("nfqueue: could not enlarge the receive buffer", "queue", num, "err", err)
 	}
 
+	home, err := netns.Get()
+	if err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("nfqueue %d: read the network namespace: %w", num, err)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &Queue{num: num, nf: nf, log: log, cancel: cancel, done: make(chan struct{})}
+	q := &Queue{num: num, netns: home, nf: nf, log: log, cancel: cancel, done: make(chan struct{})}
 	hook := func(a nfqueue.Attribute) int { q.handle(ctx, judge, a); return 0 }
 	if err := nf.RegisterWithErrorFunc(ctx, hook, q.onError); err != nil {
 		cancel()
 		nf.Close()
+		home.Close()
 		return nil, fmt.Errorf("bind nfqueue %d (is another program using it?): %w", num, err)
 	}
 	go func() {
@@ -91,20 +104,38 @@ func (q *Queue) handle(ctx context.Context, judge Judge, a nfqueue.Attribute) {
 	if a.PacketID == nil {
 		return
 	}
-	verdict := nfqueue.NfDrop
+	accept := false
 	if a.Payload != nil {
 		p, err := parseDatagram(*a.Payload)
 		if err != nil {
 			q.unparsable.Add(1)
-		} else if judge(ctx, p).Accept {
-			verdict = nfqueue.NfAccept
+		} else {
+			accept = judge(ctx, p).Accept
 		}
 	}
 
-	if err := q.nf.SetVerdict(*a.PacketID, verdict); err != nil {
+	var err error
+	if accept {
+		// The mark tells the data plane's egress gate that the guard let
+		// this packet through.
+		err = q.nf.SetVerdictWithMark(*a.PacketID, nfqueue.NfAccept, int(guardMarked(a.Mark)))
+	} else {
+		err = q.nf.SetVerdict(*a.PacketID, nfqueue.NfDrop)
+	}
+	if err != nil {
 		q.verdictErrs.Add(1)
 		q.logError("nfqueue: verdict not delivered (the kernel drops the packet after its timeout)", err)
 	}
+}
+
+// guardMarked is a packet mark with the guard's bits set to GuardMark and
+// the others kept.
+func guardMarked(mark *uint32) uint32 {
+	var m uint32
+	if mark != nil {
+		m = *mark
+	}
+	return m&^GuardMask | GuardMark
 }
 
 // onError survives what the socket reports: an overrun (ENOBUFS) is
@@ -138,11 +169,61 @@ func (q *Queue) logError(msg string, err error) {
 	q.log.Warn(msg, "queue", q.num, "err", err)
 }
 
-// Close unbinds the queue and waits for the reader to stop.
+// KeepRules checks every interval, until the queue closes, that the rules
+// for it are intact, and installs them again when they are not: another
+// program's iptables command must not leave DNS unjudged for longer than
+// interval. Each restore is logged and counted. The checks run in the
+// network namespace Open ran in, whatever thread the caller is on.
+func (q *Queue) KeepRules(interval time.Duration) {
+	q.keeping.Add(1)
+	go func() {
+		defer q.keeping.Done()
+		// The thread stays locked: it ends with the goroutine, so its
+		// namespace never leaks to other goroutines.
+		runtime.LockOSThread()
+		if err := netns.Set(q.netns); err != nil {
+			q.log.Error("transparent dns: cannot enter the queue's network namespace; the rules are not watched", "err", err)
+			return
+		}
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-q.done:
+				return
+			case <-tick.C:
+				q.restoreRules()
+			}
+		}
+	}()
+}
+
+func (q *Queue) restoreRules() {
+	intact, err := Intact(q.num)
+	if err != nil {
+		q.logError("transparent dns: cannot check the rules", err)
+		return
+	}
+	if intact {
+		return
+	}
+	if err := Install(q.num); err != nil {
+		q.logError("transparent dns: the rules were changed and cannot be restored", err)
+		return
+	}
+	q.restores.Add(1)
+	q.log.Warn("transparent dns: the rules were changed by another program; restored them", "queue", q.num)
+}
+
+// Close unbinds the queue and waits for the reader and the rule keeper
+// to stop.
 func (q *Queue) Close() error {
 	q.cancel()
 	<-q.done
-	return q.nf.Close()
+	q.keeping.Wait()
+	err := q.nf.Close()
+	q.netns.Close()
+	return err
 }
 
 // Stats are what a queue lost, from the kernel and from the reader.
@@ -153,6 +234,7 @@ type Stats struct {
 	ENOBUFS     uint64 // overruns the socket reported (0 with NoENOBUFS set)
 	Unparsable  uint64 // dropped by the reader: not an IP/UDP datagram
 	VerdictErrs uint64 // verdicts the kernel did not take
+	Restores    uint64 // times KeepRules put the rules back
 }
 
 // Stats reads the kernel's counters of the queue (in this network
@@ -163,6 +245,7 @@ func (q *Queue) Stats() (Stats, error) {
 	s.ENOBUFS = q.enobufs.Load()
 	s.Unparsable = q.unparsable.Load()
 	s.VerdictErrs = q.verdictErrs.Load()
+	s.Restores = q.restores.Load()
 	return s, err
 }
 

@@ -105,15 +105,33 @@ func install(f family, text string) error {
 		return err
 	}
 	for _, j := range jumps {
-		exists, err := ipt.Exists("filter", j.from, "-j", j.to)
-		if err != nil {
+		if err := oneJump(ipt, j.from, j.to); err != nil {
 			return err
 		}
-		if !exists {
-			if err := ipt.Insert("filter", j.from, 1, "-j", j.to); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// oneJump leaves exactly one jump from the built-in chain to ours: it adds
+// it first in the chain when it is missing, and removes extra copies.
+func oneJump(ipt *iptables.IPTables, from, to string) error {
+	rules, err := ipt.List("filter", from)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range rules {
+		if r == "-A "+from+" -j "+to {
+			n++
 		}
+	}
+	for ; n > 1; n-- {
+		if err := ipt.Delete("filter", from, "-j", to); err != nil {
+			return err
+		}
+	}
+	if n == 0 {
+		return ipt.Insert("filter", from, 1, "-j", to)
 	}
 	return nil
 }
@@ -161,6 +179,67 @@ func remove(f family) error {
 		}
 	}
 	return nil
+}
+
+// Intact tells whether the rules are in place as Install left them: in
+// both families, each jump exists once and each chain holds as many rules
+// as the ruleset has. Someone else's iptables command (a firewall reload,
+// iptables -F) can take them away; see Queue.KeepRules.
+func Intact(queue uint16) (bool, error) {
+	text, err := rulesText(queue)
+	if err != nil {
+		return false, err
+	}
+	want := countRules(text)
+	for _, f := range families {
+		out, err := exec.Command(strings.TrimSuffix(f.restore, "-restore")+"-save", "-t", "filter").Output()
+		if err != nil {
+			return false, fmt.Errorf("%s-save: %w", strings.TrimSuffix(f.restore, "-restore"), err)
+		}
+		if got := countRules(string(out)); !sameCounts(got, want) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// countRules counts, in iptables-save syntax, the rules of each of our
+// chains, the jumps into them (keyed "from>to"), and each queue number our
+// rules send to (keyed "queue N").
+func countRules(text string) map[string]int {
+	counts := map[string]int{}
+	for _, line := range strings.Split(text, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || fields[0] != "-A" {
+			continue
+		}
+		for _, j := range jumps {
+			switch {
+			case fields[1] == j.to:
+				counts[j.to]++
+				if _, num, ok := strings.Cut(line, "--queue-num "); ok {
+					counts["queue "+strings.Fields(num)[0]]++
+				}
+			case fields[1] == j.from && line == "-A "+j.from+" -j "+j.to:
+				counts[j.from+">"+j.to]++
+			}
+		}
+	}
+	return counts
+}
+
+func sameCounts(got, want map[string]int) bool {
+	for _, j := range jumps {
+		if got[j.to] != want[j.to] || got[j.from+">"+j.to] != 1 {
+			return false
+		}
+	}
+	for key, n := range want {
+		if strings.HasPrefix(key, "queue ") && got[key] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // Installed tells whether the jumps to the rules exist, for IPv4 and IPv6.

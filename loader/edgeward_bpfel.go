@@ -157,6 +157,7 @@ const (
 	edgewardEwReasonEW_REASON_NO_ROUTE              edgewardEwReason = 40
 	edgewardEwReasonEW_REASON_NOT_A_SERVICE         edgewardEwReason = 41
 	edgewardEwReasonEW_REASON_NOT_ROUTABLE          edgewardEwReason = 42
+	edgewardEwReasonEW_REASON_DNS_UNGUARDED         edgewardEwReason = 43
 	edgewardEwReasonEW_REASON_MAX                   edgewardEwReason = 64
 )
 
@@ -188,7 +189,8 @@ type edgewardEwSettings struct {
 	V6Nlens    uint8
 	Learning   uint8
 	Nservices  uint8
-	Pad2       [3]uint8
+	DnsGate    uint8
+	Pad2       [2]uint8
 	V4Lens     [40]uint8
 	V6Lens     [40]uint8
 	Services   [16]edgewardEwPortRange

@@ -23,6 +23,15 @@ const (
 	familyIPv6      = 6
 )
 
+// GuardMark and GuardMask are EW_GUARD_MARK and EW_GUARD_MASK of
+// bpf/maps.h: with transparent DNS, DNS to port 53 leaves an uplink only
+// when its packet mark, under the mask, is GuardMark. The DNS guard's
+// sockets carry it, and its queue sets it on what it lets through.
+const (
+	GuardMark uint32 = 0x4577
+	GuardMask uint32 = 0xffff
+)
+
 // ErrPolicyTooLarge is returned when a policy does not fit the data plane's
 // maps. Nothing in the kernel changes when it is returned.
 var ErrPolicyTooLarge = errors.New("policy too large")
@@ -74,6 +83,10 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	}
 	if cfg.Mode == config.ModeAudit {
 		p.settings.Mode = 1
+	}
+	if cfg.DNS.Transparent {
+		// DNS leaves only as the guard's or its queue's: see GuardMark.
+		p.settings.DnsGate = 1
 	}
 	lens, err := prefixLengths(grants)
 	if err != nil {

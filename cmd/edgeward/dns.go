@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
@@ -143,6 +144,10 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 	return nil
 }
 
+// rulesCheckInterval is how often the daemon makes sure the transparent
+// mode's rules are still in place.
+const rulesCheckInterval = 2 * time.Second
+
 // startIntercept installs the transparent mode's rules and binds its queue
 // to g, or, without transparent mode, removes rules a previous config
 // left. The rules go in first: until the queue is bound, what they queue
@@ -161,6 +166,7 @@ func (d *daemon) startIntercept(cfg config.DNS, g *dnsguard.Guard) (*intercept.Q
 	if err != nil {
 		return nil, err
 	}
+	q.KeepRules(rulesCheckInterval)
 	d.log.Info("transparent dns: rules installed, queue bound", "queue", cfg.Queue.Number, "length", cfg.Queue.Length)
 	return q, nil
 }

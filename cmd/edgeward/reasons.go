@@ -29,6 +29,7 @@ var reasonTexts = map[string]string{
 	"no_route":              "a LAN host to a destination with no route",
 	"not_a_service":         "a LAN host to a port of the gateway it does not offer",
 	"not_routable":          "a LAN host to another LAN or an ignored interface",
+	"dns_unguarded":         "DNS to port 53 that neither the DNS guard sent nor its transparent-mode queue let through",
 }
 
 // reasonText returns the line for a reason, or the reason itself.
