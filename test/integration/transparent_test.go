@@ -51,6 +51,19 @@ func TestTransparentDNS(t *testing.T) {
 		g.checkNeverReached(t, names...)
 	})
 
+	t.Run("rules flushed by another program", func(t *testing.T) {
+		if _, err := g.sbOutput(sb.Gateway, "iptables", "-F", "EDGEWARD-DNS-FWD"); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 5*time.Second, "the daemon restores the flushed rules", func() bool {
+			return g.metricValue("edgeward_dns_rules_restored_total") >= 1
+		})
+		if resp, err := g.sb.Query(sb.OT, rogueDNS, "h14.partner.test", false, time.Second); err == nil {
+			t.Errorf("a resolver no config names answered after the restore: %v", resp)
+		}
+		g.checkNeverReached(t, "h14.partner.test")
+	})
+
 	counts := g.interceptCounts()
 	for _, cell := range []string{"query/allowed", "answer/allowed", "query/denied", "query/wrong_server"} {
 		if counts[cell] == 0 {
