@@ -128,8 +128,10 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 		}
 	}()
 	d.guard.Store(g)
+	d.queue.Store(queue)
 	d.stopDNS = func() {
 		d.guard.Store(nil)
+		d.queue.Store(nil)
 		if queue != nil {
 			queue.Close() // the rules stay: queued DNS is dropped until a reader binds
 		}

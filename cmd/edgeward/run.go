@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeward/edgeward/config"
 	"github.com/edgeward/edgeward/dnsguard"
+	"github.com/edgeward/edgeward/intercept"
 	"github.com/edgeward/edgeward/loader"
 	"github.com/edgeward/edgeward/netwatch"
 )
@@ -72,8 +73,9 @@ type daemon struct {
 	// For restarting the DNS guard on reload.
 	ctx     context.Context
 	reg     *prometheus.Registry
-	stopDNS func()                         // nil while no guard runs
-	guard   atomic.Pointer[dnsguard.Guard] // the running guard, for status
+	stopDNS func()                          // nil while no guard runs
+	guard   atomic.Pointer[dnsguard.Guard]  // the running guard, for status
+	queue   atomic.Pointer[intercept.Queue] // transparent mode's queue, for status
 
 	// Outcome of the last reload, for the metrics.
 	reloadFailed atomic.Bool

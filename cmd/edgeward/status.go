@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/intercept"
 	"github.com/edgeward/edgeward/loader"
 	"github.com/edgeward/edgeward/netwatch"
 )
@@ -44,7 +45,11 @@ type statusReport struct {
 	Counters   []statusCounter    `json:"counters"`
 	EventsLost loader.EventLosses `json:"events_lost"`
 	Learned    statusLearned      `json:"learned"`
-	Daemon     statusDaemon       `json:"daemon"`
+	// DNSRules is the state of the transparent mode's netfilter rules:
+	// "intact", "changed" (missing, flushed or another queue number) or
+	// the error reading them; left out without dns.transparent.
+	DNSRules string       `json:"dns_rules,omitempty"`
+	Daemon   statusDaemon `json:"daemon"`
 }
 
 // statusMap is how full one kernel map is.
@@ -168,8 +173,26 @@ func readStatus(cfg *config.Config, next int) (*statusReport, error) {
 	if err := r.readKernel(cfg, next); err != nil {
 		return nil, err
 	}
+	r.readDNSRules(cfg.DNS)
 	r.readDaemon(cfg.Paths.Socket)
 	return r, nil
+}
+
+// readDNSRules checks the transparent mode's rules, which hold whether
+// the daemon runs or not.
+func (r *statusReport) readDNSRules(cfg config.DNS) {
+	if !cfg.Transparent {
+		return
+	}
+	intact, err := intercept.Intact(cfg.Queue.Number)
+	switch {
+	case err != nil:
+		r.DNSRules = err.Error()
+	case intact:
+		r.DNSRules = "intact"
+	default:
+		r.DNSRules = "changed"
+	}
 }
 
 // readKernel fills the kernel part; without pins it leaves Loaded false.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeward/edgeward/config"
 	"github.com/edgeward/edgeward/dnsguard"
+	"github.com/edgeward/edgeward/intercept"
 	"github.com/edgeward/edgeward/spool"
 	"github.com/edgeward/edgeward/spool/forward"
 )
@@ -81,7 +82,20 @@ type statusForwarder struct {
 }
 
 type statusDNS struct {
-	Upstreams []statusUpstream `json:"upstreams"`
+	Upstreams   []statusUpstream   `json:"upstreams"`
+	Transparent *statusTransparent `json:"transparent,omitempty"`
+}
+
+// statusTransparent is the transparent mode's queue and what it judged,
+// since the guard started.
+type statusTransparent struct {
+	Queue         uint16                       `json:"queue"`
+	Waiting       uint64                       `json:"waiting"`
+	QueueFull     uint64                       `json:"dropped_queue_full"`
+	Overruns      uint64                       `json:"dropped_receive_overrun"`
+	Unparsable    uint64                       `json:"dropped_unparsable"`
+	RulesRestored uint64                       `json:"rules_restored"`
+	Intercepted   map[string]map[string]uint64 `json:"intercepted"`
 }
 
 type statusUpstream struct {
@@ -143,6 +157,9 @@ func (d *daemon) status(addrs []netip.Addr) daemonAnswer {
 	}
 	if g := d.guard.Load(); g != nil {
 		a.DNS = dnsStatus(g.Upstreams())
+		if q := d.queue.Load(); q != nil {
+			a.DNS.Transparent = transparentStatus(d.cfg.DNS.Queue.Number, q, g)
+		}
 		a.LearnedNames = map[string]string{}
 		for addr, name := range g.LearnedNames(addrs) {
 			a.LearnedNames[addr.String()] = name
@@ -207,6 +224,16 @@ func dnsStatus(ups []dnsguard.UpstreamState) *statusDNS {
 		})
 	}
 	return out
+}
+
+// transparentStatus reads the queue's counters (the kernel's from
+// /proc, which is cheap) and the guard's judgements.
+func transparentStatus(num uint16, q *intercept.Queue, g *dnsguard.Guard) *statusTransparent {
+	st, _ := q.Stats()
+	return &statusTransparent{
+		Queue: num, Waiting: st.Waiting, QueueFull: st.QueueFull, Overruns: st.Overruns + st.ENOBUFS,
+		Unparsable: st.Unparsable, RulesRestored: st.Restores, Intercepted: g.InterceptedCounts(),
+	}
 }
 
 // timeOrNil drops the zero time, which means "never", from the JSON.

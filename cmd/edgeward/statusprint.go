@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/dnsguard"
 	"github.com/edgeward/edgeward/spool"
 )
 
@@ -18,6 +21,9 @@ func printStatus(w io.Writer, cfg *config.Config, r *statusReport, now time.Time
 		fmt.Fprintf(w, "not loaded: nothing pinned under %s\n", cfg.Paths.BPFFS)
 	} else {
 		printKernel(w, r)
+	}
+	if r.DNSRules != "" {
+		fmt.Fprintf(w, "\ntransparent dns rules: %s (queue %d)\n", r.DNSRules, cfg.DNS.Queue.Number)
 	}
 	printDaemon(w, r.Daemon, now)
 }
@@ -146,6 +152,13 @@ func printUpstreams(w io.Writer, dns *statusDNS, now time.Time) {
 		fmt.Fprintln(w, "\ndns guard: not configured (dns.listen is empty)")
 		return
 	}
+	if t := dns.Transparent; t != nil {
+		fmt.Fprintf(w, "\ntransparent dns: queue %d, %d waiting; dropped unjudged: %d queue full, %d receive overrun, %d unparsable; rules restored %d times\n",
+			t.Queue, t.Waiting, t.QueueFull, t.Overruns, t.Unparsable, t.RulesRestored)
+		for _, kind := range []string{dnsguard.KindQuery, dnsguard.KindAnswer} {
+			fmt.Fprintf(w, "  %ss: %s\n", kind, countsLine(t.Intercepted[kind]))
+		}
+	}
 	fmt.Fprintln(w, "\ndns upstreams:")
 	tw := newTable(w)
 	fmt.Fprintln(tw, "  SERVER\tZONES\tANSWERS\tFAILURES\tLAST ANSWER\tLAST FAILURE\tLAST ERROR")
@@ -249,4 +262,18 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// countsLine lists the non-zero counts as "result n, ...", sorted, or "none".
+func countsLine(counts map[string]uint64) string {
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(counts)) {
+		if counts[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, counts[r]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

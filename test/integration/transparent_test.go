@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -62,6 +63,31 @@ func TestTransparentDNS(t *testing.T) {
 			t.Errorf("a resolver no config names answered after the restore: %v", resp)
 		}
 		g.checkNeverReached(t, "h14.partner.test")
+	})
+
+	t.Run("status", func(t *testing.T) {
+		out, err := g.cli("status", "-c", g.cfgPath, "-json")
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		var st struct {
+			DNSRules string `json:"dns_rules"`
+			Daemon   struct {
+				DNS struct {
+					Transparent struct {
+						Queue       uint16
+						Intercepted map[string]map[string]uint64
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatal(err)
+		}
+		tr := st.Daemon.DNS.Transparent
+		if st.DNSRules != "intact" || tr.Queue != 53 || tr.Intercepted["query"]["allowed"] == 0 {
+			t.Errorf("status: rules %q, queue %d, intercepted %v", st.DNSRules, tr.Queue, tr.Intercepted)
+		}
 	})
 
 	counts := g.interceptCounts()
