@@ -382,3 +382,55 @@ func TestKeepRulesRestores(t *testing.T) {
 		}
 	}
 }
+
+// TestOverrunsSurvived: when the reader falls behind and its socket buffer
+// overflows, the kernel drops packets and counts them, and the reader goes
+// on judging once it catches up.
+func TestOverrunsSurvived(t *testing.T) {
+	newPair(t)
+	must(t, Install(testQueue))
+	release := make(chan struct{})
+	var once sync.Once
+	judge := func(ctx context.Context, p dnsguard.Intercepted) dnsguard.InterceptVerdict {
+		<-release // the reader stalls until the flood is over
+		return (&allowOK{}).judge(ctx, p)
+	}
+	q, err := Open(testQueue, 100000, judge, slog.Default())
+	must(t, err)
+	defer q.Close()
+	defer once.Do(func() { close(release) })
+	must(t, q.nf.Con.SetReadBuffer(4096))
+
+	flood(t, 5000)
+	once.Do(func() { close(release) })
+
+	deadline := time.Now().Add(5 * time.Second)
+	var s Stats
+	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if s, _ = q.Stats(); s.Overruns+s.ENOBUFS > 0 && s.Waiting == 0 {
+			break
+		}
+	}
+	if s.Overruns+s.ENOBUFS == 0 {
+		t.Fatalf("no overrun counted: %+v", s)
+	}
+	if err := ask("ok.test.", 2*time.Second); err != nil {
+		t.Errorf("after the overrun the reader does not judge: %v (stats %+v)", err, s)
+	}
+}
+
+// flood sends n queries for ok.test from the client's namespace without
+// waiting for answers.
+func flood(t *testing.T, n int) {
+	t.Helper()
+	conn, err := net.Dial("udp", "10.77.0.2:53")
+	must(t, err)
+	defer conn.Close()
+	m := new(dns.Msg)
+	m.SetQuestion("ok.test.", dns.TypeA)
+	b, err := m.Pack()
+	must(t, err)
+	for range n {
+		conn.Write(b)
+	}
+}

@@ -303,3 +303,37 @@ func TestTransparentDNSDaemonDown(t *testing.T) {
 		}
 	}
 }
+
+// TestTransparentDNSReload: a reload turns transparent mode off (the rules
+// go, DNS is forwarded unjudged as before) and on again (the rules and the
+// queue are back).
+func TestTransparentDNSReload(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.start()
+	if resp, err := g.sb.Query(sb.OT, rogueDNS, "h20.partner.test", false, time.Second); err == nil {
+		t.Fatalf("transparent mode on: the rogue resolver answered: %v", resp)
+	}
+
+	rewritePolicy(t, g, demopolicy.Params{})
+	if out, err := g.cli("reload", "-c", g.cfgPath); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if out, _ := g.sbOutput(sb.Gateway, "iptables", "-S"); strings.Contains(out, "EDGEWARD") {
+		t.Errorf("transparent mode off, the rules stayed:\n%s", out)
+	}
+	if _, err := g.sb.Query(sb.OT, rogueDNS, "h21.partner.test", false, 2*time.Second); err != nil {
+		t.Errorf("transparent mode off: DNS through the tunnel is not intercepted, yet: %v", err)
+	}
+
+	rewritePolicy(t, g, demopolicy.Params{Transparent: true})
+	if out, err := g.cli("reload", "-c", g.cfgPath); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if resp, err := g.sb.Query(sb.OT, rogueDNS, "h22.partner.test", false, time.Second); err == nil {
+		t.Errorf("transparent mode on again: the rogue resolver answered: %v", resp)
+	}
+	if _, err := g.sb.Query(sb.OT, upstreamDNS, "h23.partner.test", false, 2*time.Second); err != nil {
+		t.Errorf("transparent mode on again: an allowed name: %v", err)
+	}
+	g.checkNeverReached(t, "h20.partner.test", "h22.partner.test")
+}
