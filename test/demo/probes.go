@@ -94,16 +94,47 @@ func dnsRows() []row {
 	}
 }
 
+// transparentRows show transparent mode: DNS sent around the guard,
+// straight to a resolver, is judged on its way through the gateway.
+func transparentRows() []row {
+	const ok, deny = 5 * time.Second, 1500 * time.Millisecond
+	upstream, rogue := sb.Addr(sb.CloudResolver4, 53), sb.Addr(sb.RogueResolver4, 53)
+	return []row{
+		{sb.OT, "DNS h2 at cloud resolver", sb.CloudResolver4, "udp/53 (allowed name)", true, queryRow(sb.OT, upstream, "h2.partner.test", false, ok)},
+		{sb.OT, "just resolved that way", "198.18.1.2", "tcp/8883", true, tcpEcho(sb.OT, sb.Addr("198.18.1.2", sb.LearnedPort), ok)},
+		{sb.OT, "DNS x.y at cloud resolver", sb.CloudResolver4, "udp/53 (not listed)", false, queryRow(sb.OT, upstream, "x.y.partner.test", false, deny)},
+		{sb.OT, "DNS h3 at rogue resolver", sb.RogueResolver4, "udp/53", false, queryRow(sb.OT, rogue, "h3.partner.test", false, deny)},
+		{sb.OT, "DNS h3 at cloud resolver", sb.CloudResolver4, "tcp/53", false, queryRow(sb.OT, upstream, "h3.partner.test", true, deny)},
+		{sb.Gateway, "DNS h4 at rogue resolver", sb.RogueResolver4, "udp/53", false, queryRow(sb.Gateway, rogue, "h4.partner.test", false, deny)},
+	}
+}
+
+// queryRow asks server for name from host h; it "passes" when the answer
+// carries an address.
+func queryRow(h sb.Host, server, name string, tcp bool, timeout time.Duration) func(context.Context, *demo) error {
+	return func(_ context.Context, d *demo) error {
+		resp, err := d.sb.Query(h, server, name, tcp, timeout)
+		if err != nil {
+			return err
+		}
+		if sb.FirstA(resp) == "" {
+			return fmt.Errorf("%s", dns.RcodeToString[resp.Rcode])
+		}
+		return nil
+	}
+}
+
 // probeAll tries every row from the gateway and from the OT host, prints
 // the table and reports whether every observation matched.
 func (d *demo) probeAll(ctx context.Context) bool {
 	fmt.Println("\nConnections (expected: what the policy says; observed: what happened):")
-	const format = "  %-18s %-22s %-16s %-22s %-9s %-9s%s\n"
+	const format = "  %-18s %-25s %-16s %-22s %-9s %-9s%s\n"
 	fmt.Printf(format, "SOURCE", "DESTINATION", "ADDRESS", "PORT", "EXPECTED", "OBSERVED", "")
 
 	all := true
 	allRows := append(rows(sb.Gateway), rows(sb.OT)...)
-	for _, r := range append(allRows, dnsRows()...) {
+	allRows = append(allRows, dnsRows()...)
+	for _, r := range append(allRows, transparentRows()...) {
 		if ctx.Err() != nil {
 			break
 		}
