@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -61,4 +62,11 @@ func (f *commandFlags) loadPolicy(stderr io.Writer) (*config.Config, *loader.Pol
 		return nil, nil, false
 	}
 	return cfg, p, true
+}
+
+// writeJSON prints v as indented JSON, for the -json flag of commands.
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }

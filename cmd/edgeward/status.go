@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -141,9 +140,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(report)
+		writeJSON(stdout, report)
 	} else {
 		printStatus(stdout, cfg, report, time.Now())
 	}

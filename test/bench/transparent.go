@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/miekg/dns"
@@ -91,17 +90,7 @@ func benchTransparentDNS(w io.Writer, bin string, seconds int) error {
 
 	fmt.Fprintf(w, "DNS transparent mode: dnsperf for %d s from a client straight to the upstream through the gateway, %d names,\n", seconds, dnsNames)
 	fmt.Fprintln(w, "with the queue (each query and answer judged, each answer learned into the kernel map) and without it (reloaded, plain forwarding); latency from 2000 sequential queries")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tqueries/s\tlost\tp50 ms\tp99 ms\t")
-	for _, r := range []struct {
-		name string
-		perf dnsPerfResult
-		lat  []time.Duration
-	}{{"queued", queued, queuedLat}, {"not intercepted", plain, plainLat}} {
-		fmt.Fprintf(tw, "%s\t%.0f\t%d\t%.3f\t%.3f\t\n", r.name, r.perf.qps, r.perf.lost, ms(percentile(r.lat, 50)), ms(percentile(r.lat, 99)))
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "queued/not intercepted: queries/s %.2f, added p99 %.3f ms\n\n", queued.qps/plain.qps, ms(percentile(queuedLat, 99)-percentile(plainLat, 99)))
+	printDNSPaths(w, dnsPath{"queued", queued, queuedLat}, dnsPath{"not intercepted", plain, plainLat})
 	return nil
 }
 
