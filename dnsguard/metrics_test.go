@@ -3,6 +3,7 @@ package dnsguard
 import (
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -46,6 +47,14 @@ func TestCollector(t *testing.T) {
 			"api.failover.test=0", "cdn.example.com=0", "dot.example.com=0", "many.example.com=0",
 			"xn--mnchen-3ya.example.com=0",
 		},
+		"edgeward_dns_intercepted_total": {
+			"answer/allowed=0", "answer/denied=0", "answer/forwarded=0", "answer/malformed=0",
+			"answer/rejected_bad_answer=0", "answer/rejected_learn_failed=0", "answer/rejected_private_answer=0",
+			"answer/rejected_public_answer=0", "answer/rejected_truncated=0", "answer/wrong_server=0",
+			"query/allowed=0", "query/denied=0", "query/forwarded=0", "query/malformed=0",
+			"query/rejected_bad_answer=0", "query/rejected_learn_failed=0", "query/rejected_private_answer=0",
+			"query/rejected_public_answer=0", "query/rejected_truncated=0", "query/wrong_server=0",
+		},
 		"edgeward_dns_forget_errors_total":       {"=0"},
 		"edgeward_dns_events_suppressed_total":   {"=0"},
 		"edgeward_dns_upstream_duration_seconds": {"count=1"},
@@ -56,7 +65,8 @@ func TestCollector(t *testing.T) {
 	}
 }
 
-// sampleSummary renders a family as sorted "label=value" strings, or
+// sampleSummary renders a family as sorted "labels=value" strings (label
+// values joined with "/"), or
 // "count=N" for a histogram.
 func sampleSummary(f *dto.MetricFamily) []string {
 	var out []string
@@ -65,10 +75,11 @@ func sampleSummary(f *dto.MetricFamily) []string {
 			out = append(out, "count="+strconv.FormatUint(h.GetSampleCount(), 10))
 			continue
 		}
-		label := ""
-		if len(m.GetLabel()) == 1 {
-			label = m.GetLabel()[0].GetValue()
+		var values []string
+		for _, l := range m.GetLabel() {
+			values = append(values, l.GetValue())
 		}
+		label := strings.Join(values, "/")
 		v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		out = append(out, label+"="+strconv.FormatUint(uint64(v), 10))
 	}

@@ -420,17 +420,18 @@ func TestOverrunsSurvived(t *testing.T) {
 }
 
 // flood sends n queries for ok.test from the client's namespace without
-// waiting for answers.
+// waiting for answers, each from a socket of its own: packets of one
+// connection that conntrack has not confirmed yet would not all be queued.
 func flood(t *testing.T, n int) {
 	t.Helper()
-	conn, err := net.Dial("udp", "10.77.0.2:53")
-	must(t, err)
-	defer conn.Close()
 	m := new(dns.Msg)
 	m.SetQuestion("ok.test.", dns.TypeA)
 	b, err := m.Pack()
 	must(t, err)
 	for range n {
+		conn, err := net.Dial("udp", "10.77.0.2:53")
+		must(t, err)
 		conn.Write(b)
+		conn.Close()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -40,6 +41,8 @@ const receiveBuffer = 4 << 20
 type Queue struct {
 	num    uint16
 	netns  netns.NsHandle // the network namespace Open ran in: the rules' home
+	stats  *os.File       // the kernel's queue statistics, of that namespace
+	statMu sync.Mutex
 	nf     *nfqueue.Nfqueue
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -81,14 +84,23 @@ func Open(num uint16, length uint32, judge Judge, log *slog.Logger) (*Queue, err
 		nf.Close()
 		return nil, fmt.Errorf("nfqueue %d: read the network namespace: %w", num, err)
 	}
+	// A /proc/net file shows the namespace of whoever opened it, so the
+	// statistics are opened here, on this thread, once.
+	stats, err := os.Open("/proc/thread-self/net/netfilter/nfnetlink_queue")
+	if err != nil {
+		home.Close()
+		nf.Close()
+		return nil, fmt.Errorf("nfqueue %d: open its statistics: %w", num, err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &Queue{num: num, netns: home, nf: nf, log: log, cancel: cancel, done: make(chan struct{})}
+	q := &Queue{num: num, netns: home, stats: stats, nf: nf, log: log, cancel: cancel, done: make(chan struct{})}
 	hook := func(a nfqueue.Attribute) int { q.handle(ctx, judge, a); return 0 }
 	if err := nf.RegisterWithErrorFunc(ctx, hook, q.onError); err != nil {
 		cancel()
 		nf.Close()
 		home.Close()
+		stats.Close()
 		return nil, fmt.Errorf("bind nfqueue %d (is another program using it?): %w", num, err)
 	}
 	go func() {
@@ -223,6 +235,7 @@ func (q *Queue) Close() error {
 	q.keeping.Wait()
 	err := q.nf.Close()
 	q.netns.Close()
+	q.stats.Close()
 	return err
 }
 
@@ -241,7 +254,7 @@ type Stats struct {
 // namespace) and the reader's own. The kernel's are zero when the queue is
 // not bound.
 func (q *Queue) Stats() (Stats, error) {
-	s, err := kernelStats(q.num)
+	s, err := q.kernelStats()
 	s.ENOBUFS = q.enobufs.Load()
 	s.Unparsable = q.unparsable.Load()
 	s.VerdictErrs = q.verdictErrs.Load()
@@ -249,17 +262,20 @@ func (q *Queue) Stats() (Stats, error) {
 	return s, err
 }
 
-// kernelStats reads /proc/net/netfilter/nfnetlink_queue, whose lines are
+// kernelStats reads the queue's line of nfnetlink_queue, whose lines are
 // "queue portid waiting copy_mode copy_range queue_dropped user_dropped
 // last_id 1".
-func kernelStats(num uint16) (Stats, error) {
-	f, err := os.Open("/proc/net/netfilter/nfnetlink_queue")
-	if err != nil {
+func (q *Queue) kernelStats() (Stats, error) {
+	q.statMu.Lock()
+	defer q.statMu.Unlock()
+	if _, err := q.stats.Seek(0, io.SeekStart); err != nil {
 		return Stats{}, fmt.Errorf("read nfqueue statistics: %w", err)
 	}
-	defer f.Close()
+	return parseKernelStats(q.stats, q.num)
+}
 
-	sc := bufio.NewScanner(f)
+func parseKernelStats(r io.Reader, num uint16) (Stats, error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 7 || fields[0] != strconv.Itoa(int(num)) {
