@@ -7,6 +7,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/edgeward
+ARCH     ?= $(shell $(GO) env GOARCH)
 
 # The pinned BPF toolchain: Debian 12's clang-19. `make check` fails when the
 # committed objects differ from what it builds.
@@ -37,6 +38,10 @@ generate: ## rebuild the BPF objects (bpf2go) with the pinned clang
 .PHONY: build
 build: ## build bin/edgeward (needs no C compiler)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/edgeward
+
+.PHONY: package
+package: ## build bin/edgeward_<version>_<arch>.deb with dpkg-deb (ARCH=arm64 for arm64)
+	@VERSION=$(VERSION) ARCH=$(ARCH) GO=$(GO) OUT=bin scripts/package.sh
 
 .PHONY: test
 test: deps build ## run every test, as root; fails on any skipped test
