@@ -69,7 +69,8 @@ lint: ## vet and check formatting
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: check
-check: lint ## lint, and prove the committed BPF objects match the sources
+check: lint ## lint, cross-build for arm64, prove the committed BPF objects match the sources
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
 	@scripts/check-generated.sh
 
 .PHONY: clean
