@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,24 @@ func systemdVerify(root, name string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// unitsLoadStamp is a file systemd-analyze verify creates on the host,
+// even with --root.
+const unitsLoadStamp = "/run/systemd/systemd-units-load"
+
+// removeIfCreated removes path when the test ends if it does not exist
+// now.
+func removeIfCreated(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); err == nil {
+		return
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("remove %s: %v", path, err)
+		}
+	})
+}
+
 // TestUnitVerifies runs systemd-analyze verify on the installed unit,
 // which also checks that ExecStart's binary exists and is executable.
 // Any warning fails the test; a broken copy of the unit proves that
@@ -127,6 +146,7 @@ func systemdVerify(root, name string) (string, error) {
 func TestUnitVerifies(t *testing.T) {
 	requireTool(t, "systemd-analyze")
 	root := installPackage(t)
+	removeIfCreated(t, unitsLoadStamp)
 
 	if out, err := systemdVerify(root, "edgeward.service"); err != nil || out != "" {
 		t.Errorf("systemd-analyze verify edgeward.service: %v\n%s", err, out)
