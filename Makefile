@@ -47,6 +47,10 @@ package: ## build bin/edgeward_<version>_<arch>.deb with dpkg-deb (ARCH=arm64 fo
 test: deps build ## run every test, as root; fails on any skipped test
 	@scripts/test.sh
 
+.PHONY: test-service
+test-service: ## run the packaged unit under systemd in a container (systemd-nspawn, root)
+	@scripts/test-service.sh
+
 .PHONY: test-kernels
 test-kernels: ## run the kernel tests in qemu on Debian's 6.1 and 6.12 kernels and here (root)
 	@scripts/test-kernels.sh

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Runs the packaged unit under a real systemd: boots the host's systemd in
+# a container (systemd-nspawn, private network, a root of its own with
+# the .deb's files laid over the host's /usr), with the service enabled
+# and the example configuration in enforce mode (without its forwarder),
+# then checks what the README promises of the service:
+#
+#   - it keeps restarting while it cannot start, and becomes active once
+#     the LAN address of dns.listen exists
+#   - systemctl reload applies the file, and fails on an invalid one while
+#     the service stays active
+#   - systemctl restart and stop leave the pinned policy in the kernel
+#   - after kill -9 systemd starts it again
+#   - after edgeward unload it stays down
+#
+# Everything happens in the container's namespaces: its network has only
+# lo and two veth pairs made inside it, and nothing leaves it. Needs root;
+# installs systemd-container when missing. Takes about a minute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+work=""
+nspawn_pid=""
+leader=""
+failed=0
+created_run_dirs=()
+
+die() {
+	echo "test-service: $*" >&2
+	exit 1
+}
+
+# cleanup shuts the container down and removes what the script made,
+# also on failure and interruption.
+cleanup() {
+	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		kill -TERM "$nspawn_pid" 2>/dev/null || true
+		for _ in $(seq 1 40); do
+			kill -0 "$nspawn_pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -KILL "$nspawn_pid" 2>/dev/null || true
+		wait "$nspawn_pid" 2>/dev/null || true
+	fi
+	[ -n "$work" ] && rm -rf "$work"
+	# systemd-nspawn leaves empty folders under /run/systemd when the host
+	# does not run systemd; remove those it created.
+	local dir
+	for dir in "${created_run_dirs[@]}"; do
+		find "$dir" -depth -type d -empty -delete 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# inside runs a command inside the container (all its namespaces).
+inside() {
+	nsenter -t "$leader" -a "$@"
+}
+
+check() {
+	local what=$1
+	shift
+	if "$@"; then
+		echo "pass  $what"
+	else
+		echo "FAIL  $what"
+		failed=$((failed + 1))
+	fi
+}
+
+# wait_for SECONDS CMD... polls CMD every half second.
+wait_for() {
+	local tries=$(($1 * 2))
+	shift
+	for _ in $(seq 1 "$tries"); do
+		"$@" && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
+install_tools() {
+	command -v systemd-nspawn >/dev/null && return
+	echo "test-service: installing systemd-container"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		systemd-container >/dev/null || die "apt-get install systemd-container failed"
+}
+
+# make_root lays out the container: the package's /usr over the host's
+# (an overlay at boot), its /etc, the unit enabled.
+make_root() {
+	local deb=$1 pkg=$work/pkg root=$work/root
+	dpkg-deb -x "$deb" "$pkg"
+	mkdir -p "$pkg/usr/lib/systemd"
+	mv "$pkg/lib/systemd/system" "$pkg/usr/lib/systemd/"
+
+	mkdir -p "$root"/{usr,etc/edgeward,etc/systemd/system/multi-user.target.wants,var,tmp,root}
+	for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
+	cp /usr/lib/os-release "$root/etc/os-release"
+	cp /etc/passwd /etc/group "$root/etc/"
+	ln -s /usr/lib/systemd/system/edgeward.service \
+		"$root/etc/systemd/system/multi-user.target.wants/edgeward.service"
+	# The example in enforce mode, without spool.forward (its certificates
+	# do not exist here, and nothing may leave).
+	sed -e 's/^mode: audit$/mode: enforce/' "$pkg/etc/edgeward/edgeward.yaml" |
+		awk '/^  forward:/ { skip = 1; next } skip && /^    / { next } { skip = 0; print }' \
+			>"$root/etc/edgeward/edgeward.yaml"
+	grep -q '^mode: enforce$' "$root/etc/edgeward/edgeward.yaml" || die "the example has no 'mode: audit' line"
+}
+
+boot() {
+	local d
+	for d in /run/systemd/nspawn /run/systemd/nspawn-root; do
+		[ -e "$d" ] || created_run_dirs+=("$d")
+	done
+	systemd-nspawn -D "$work/root" --overlay-ro="/usr:$work/pkg/usr:/usr" \
+		--private-network --register=no --keep-unit -M "edgeward-$$" \
+		--capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN,CAP_SYS_ADMIN \
+		--system-call-filter="bpf perf_event_open" \
+		-b systemd.firstboot=off >"$work/console.log" 2>&1 &
+	nspawn_pid=$!
+	wait_for 30 found_leader || die "the container did not start (console: $work/console.log)"
+	timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait >/dev/null 2>&1 || true
+}
+
+# found_leader sets leader to the container's init once it answers.
+found_leader() {
+	leader=$(pgrep -P "$nspawn_pid" | head -1)
+	[ -n "$leader" ] && inside systemctl --version >/dev/null 2>&1
+}
+
+# prepare_kernel_side gives the container what a gateway has: a bpffs at
+# /sys/fs/bpf (nspawn mounts none) and the LAN interface with the
+# address the example's dns.listen names.
+prepare_kernel_side() {
+	inside sh -c 'mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -o remount,ro /sys &&
+		mount -t bpf -o mode=0700 bpffs /sys/fs/bpf' || die "mount a bpffs in the container"
+	# shellcheck disable=SC2016 # $i expands in the container's shell
+	inside sh -c 'ip link add lan0 type veth peer name lanp &&
+		ip link add wan0 type veth peer name wanp &&
+		for i in lan0 lanp wan0 wanp; do ip link set "$i" up; done &&
+		ip addr add 10.10.0.1/24 dev lan0' || die "create the container's interfaces"
+}
+
+active() { [ "$(inside systemctl is-active edgeward)" = active ]; }
+inactive() { [ "$(inside systemctl is-active edgeward)" = inactive ]; }
+prop() { inside systemctl show -p "$1" --value edgeward; }
+pinned() { inside edgeward status -c /etc/edgeward/edgeward.yaml | grep -q 'lan0 .*xdp_lan'; }
+restarted_since() { [ "$(prop NRestarts)" -gt "$1" ]; }
+
+reload_twice() {
+	inside systemctl reload edgeward && inside systemctl reload edgeward
+}
+
+invalid_reload_keeps_running() {
+	inside cp /etc/edgeward/edgeward.yaml /root/good.yaml
+	inside sh -c 'echo "bogus: 1" >>/etc/edgeward/edgeward.yaml'
+	local rc=0
+	inside systemctl reload edgeward 2>/dev/null || rc=$?
+	inside cp /root/good.yaml /etc/edgeward/edgeward.yaml
+	[ $rc -ne 0 ] && active
+}
+
+restart_keeps_pins() {
+	inside systemctl restart edgeward && active && pinned
+}
+
+stop_keeps_pins() {
+	inside systemctl stop edgeward && inactive && pinned
+}
+
+kill_main() {
+	inside kill -9 "$(prop MainPID)"
+}
+
+stays_down_after_unload() {
+	inside edgeward unload -c /etc/edgeward/edgeward.yaml >/dev/null &&
+		wait_for 10 inactive && sleep 5 && inactive && ! pinned
+}
+
+main() {
+	[ "$(id -u)" -eq 0 ] || die "needs root: it boots a container"
+	install_tools
+	work=$(mktemp -d /tmp/edgeward-service.XXXXXX)
+
+	local deb restarts
+	deb=$(OUT="$work" scripts/package.sh)
+	make_root "$deb"
+	echo "test-service: booting systemd in a container"
+	boot
+
+	check "without a bpffs and lan0 the service keeps restarting" \
+		wait_for 10 restarted_since 1
+	prepare_kernel_side
+	check "with them it becomes active (READY=1)" wait_for 20 active
+	check "systemctl reload, twice" reload_twice
+	check "an invalid file fails the reload; the service stays active" invalid_reload_keeps_running
+	check "systemctl restart: active again, the policy pinned" restart_keeps_pins
+	check "systemctl stop: inactive, the policy stays pinned" stop_keeps_pins
+	inside systemctl start edgeward
+	restarts=$(prop NRestarts)
+	kill_main
+	check "kill -9: systemd starts it again" wait_for 10 restarted_since "$restarts"
+	check "kill -9: active again" wait_for 20 active
+	check "edgeward unload: the service stays down, nothing pinned" stays_down_after_unload
+
+	inside systemd-analyze security edgeward --no-pager 2>/dev/null | tail -1 || true
+	echo
+	if [ $failed -gt 0 ]; then
+		echo "test-service: $failed checks failed; journal:"
+		inside journalctl -u edgeward --no-pager -n 40 | grep -v 'msg=deny' || true
+		exit 1
+	fi
+	echo "test-service: all checks passed"
+}
+
+main "$@"
