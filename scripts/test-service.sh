@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Runs the packaged unit under a real systemd: boots the host's systemd in
-# a container (systemd-nspawn, private network, a root of its own with
-# the .deb's files laid over the host's /usr), with the service enabled
-# and the example configuration in enforce mode (without its forwarder),
-# then checks what the README promises of the service:
+# Runs the package under a real systemd: boots the host's systemd in a
+# container (systemd-nspawn, private network, a root of its own, the
+# host's /usr under a writable overlay), installs the .deb there with dpkg
+# and checks what the README promises of the service:
 #
-#   - it keeps restarting while it cannot start, and becomes active once
-#     the LAN address of dns.listen exists
+#   - installing neither enables nor starts it
+#   - it keeps restarting while it cannot start, and becomes active
+#     (READY=1) once the LAN address of dns.listen exists
 #   - systemctl reload applies the file, and fails on an invalid one while
 #     the service stays active
 #   - systemctl restart and stop leave the pinned policy in the kernel
 #   - after kill -9 systemd starts it again
+#   - an upgrade restarts a running daemon, which adopts the pins
 #   - after edgeward unload it stays down
+#   - removing the package stops and disables it
 #
-# Everything happens in the container's namespaces: its network has only
-# lo and two veth pairs made inside it, and nothing leaves it. Needs root;
-# installs systemd-container when missing. Takes about a minute.
+# The configuration is the installed example in enforce mode, without its
+# forwarder. Everything happens in the container's namespaces: its
+# network has only lo and two veth pairs made inside it, and nothing
+# leaves it. Needs root; installs systemd-container when missing. Takes
+# about half a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,26 +91,16 @@ install_tools() {
 		systemd-container >/dev/null || die "apt-get install systemd-container failed"
 }
 
-# make_root lays out the container: the package's /usr over the host's
-# (an overlay at boot), its /etc, the unit enabled.
+# make_root lays out the container's root: symlinks into /usr (which the
+# host lends), an empty dpkg database, the package to install.
 make_root() {
-	local deb=$1 pkg=$work/pkg root=$work/root
-	dpkg-deb -x "$deb" "$pkg"
-	mkdir -p "$pkg/usr/lib/systemd"
-	mv "$pkg/lib/systemd/system" "$pkg/usr/lib/systemd/"
-
-	mkdir -p "$root"/{usr,etc/edgeward,etc/systemd/system/multi-user.target.wants,var,tmp,root}
+	local deb=$1 root=$work/root d
+	mkdir -p "$root"/{usr,etc,var/lib/dpkg/{info,updates,triggers},tmp,root} "$work/usr-upper"
+	touch "$root/var/lib/dpkg/status"
 	for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
 	cp /usr/lib/os-release "$root/etc/os-release"
 	cp /etc/passwd /etc/group "$root/etc/"
-	ln -s /usr/lib/systemd/system/edgeward.service \
-		"$root/etc/systemd/system/multi-user.target.wants/edgeward.service"
-	# The example in enforce mode, without spool.forward (its certificates
-	# do not exist here, and nothing may leave).
-	sed -e 's/^mode: audit$/mode: enforce/' "$pkg/etc/edgeward/edgeward.yaml" |
-		awk '/^  forward:/ { skip = 1; next } skip && /^    / { next } { skip = 0; print }' \
-			>"$root/etc/edgeward/edgeward.yaml"
-	grep -q '^mode: enforce$' "$root/etc/edgeward/edgeward.yaml" || die "the example has no 'mode: audit' line"
+	cp "$deb" "$root/root/edgeward.deb"
 }
 
 boot() {
@@ -114,7 +108,7 @@ boot() {
 	for d in /run/systemd/nspawn /run/systemd/nspawn-root; do
 		[ -e "$d" ] || created_run_dirs+=("$d")
 	done
-	systemd-nspawn -D "$work/root" --overlay-ro="/usr:$work/pkg/usr:/usr" \
+	systemd-nspawn -D "$work/root" --overlay="/usr:$work/usr-upper:/usr" \
 		--private-network --register=no --keep-unit -M "edgeward-$$" \
 		--capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN,CAP_SYS_ADMIN \
 		--system-call-filter="bpf perf_event_open" \
@@ -130,12 +124,16 @@ found_leader() {
 	[ -n "$leader" ] && inside systemctl --version >/dev/null 2>&1
 }
 
-# prepare_kernel_side gives the container what a gateway has: a bpffs at
-# /sys/fs/bpf (nspawn mounts none) and the LAN interface with the
-# address the example's dns.listen names.
-prepare_kernel_side() {
+# mount_bpffs gives the container what systemd gives a gateway at boot: a
+# bpffs at /sys/fs/bpf (nspawn mounts none, and its /sys is read-only).
+mount_bpffs() {
 	inside sh -c 'mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -o remount,ro /sys &&
 		mount -t bpf -o mode=0700 bpffs /sys/fs/bpf' || die "mount a bpffs in the container"
+}
+
+# add_interfaces creates the LAN interface with the address the example's
+# dns.listen names, and an uplink.
+add_interfaces() {
 	# shellcheck disable=SC2016 # $i expands in the container's shell
 	inside sh -c 'ip link add lan0 type veth peer name lanp &&
 		ip link add wan0 type veth peer name wanp &&
@@ -143,11 +141,27 @@ prepare_kernel_side() {
 		ip addr add 10.10.0.1/24 dev lan0' || die "create the container's interfaces"
 }
 
+# install_package installs the .deb with dpkg and turns the example into
+# the test's configuration: enforce mode, and no spool.forward (its
+# certificates do not exist here, and nothing may leave).
+install_package() {
+	inside dpkg -i /root/edgeward.deb >"$work/dpkg.log" 2>&1 ||
+		die "dpkg -i in the container failed: $(cat "$work/dpkg.log")"
+	local conf=$work/root/etc/edgeward/edgeward.yaml
+	sed -e 's/^mode: audit$/mode: enforce/' "$conf" |
+		awk '/^  forward:/ { skip = 1; next } skip && /^    / { next } { skip = 0; print }' \
+			>"$conf.new"
+	mv "$conf.new" "$conf"
+	grep -q '^mode: enforce$' "$conf" || die "the example has no 'mode: audit' line"
+}
+
 active() { [ "$(inside systemctl is-active edgeward)" = active ]; }
 inactive() { [ "$(inside systemctl is-active edgeward)" = inactive ]; }
 prop() { inside systemctl show -p "$1" --value edgeward; }
 pinned() { inside edgeward status -c /etc/edgeward/edgeward.yaml | grep -q 'lan0 .*xdp_lan'; }
 restarted_since() { [ "$(prop NRestarts)" -gt "$1" ]; }
+disabled() { [ "$(inside systemctl is-enabled edgeward 2>/dev/null)" != enabled ]; }
+installed_inactive() { disabled && inactive; }
 
 reload_twice() {
 	inside systemctl reload edgeward && inside systemctl reload edgeward
@@ -174,6 +188,18 @@ kill_main() {
 	inside kill -9 "$(prop MainPID)"
 }
 
+upgrade_restarts() {
+	local pid
+	pid=$(prop MainPID)
+	inside dpkg -i /root/edgeward.deb >"$work/dpkg.log" 2>&1 &&
+		wait_for 20 active && [ "$(prop MainPID)" != "$pid" ] && pinned
+}
+
+remove_stops_and_disables() {
+	inside dpkg -r edgeward >"$work/dpkg.log" 2>&1 &&
+		disabled && ! active && ! inside test -e /lib/systemd/system/edgeward.service
+}
+
 stays_down_after_unload() {
 	inside edgeward unload -c /etc/edgeward/edgeward.yaml >/dev/null &&
 		wait_for 10 inactive && sleep 5 && inactive && ! pinned
@@ -190,9 +216,13 @@ main() {
 	echo "test-service: booting systemd in a container"
 	boot
 
+	install_package
+	check "installed: neither enabled nor started" installed_inactive
+	inside systemctl enable --now edgeward >/dev/null 2>&1 || true
 	check "without a bpffs and lan0 the service keeps restarting" \
 		wait_for 10 restarted_since 1
-	prepare_kernel_side
+	mount_bpffs
+	add_interfaces
 	check "with them it becomes active (READY=1)" wait_for 20 active
 	check "systemctl reload, twice" reload_twice
 	check "an invalid file fails the reload; the service stays active" invalid_reload_keeps_running
@@ -203,9 +233,12 @@ main() {
 	kill_main
 	check "kill -9: systemd starts it again" wait_for 10 restarted_since "$restarts"
 	check "kill -9: active again" wait_for 20 active
-	check "edgeward unload: the service stays down, nothing pinned" stays_down_after_unload
-
+	check "upgrade: the daemon restarts on the pins" upgrade_restarts
 	inside systemd-analyze security edgeward --no-pager 2>/dev/null | tail -1 || true
+	check "edgeward unload: the service stays down, nothing pinned" stays_down_after_unload
+	inside systemctl start edgeward
+	check "dpkg -r: the service is stopped and disabled" remove_stops_and_disables
+
 	echo
 	if [ $failed -gt 0 ]; then
 		echo "test-service: $failed checks failed; journal:"
