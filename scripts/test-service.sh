@@ -13,6 +13,7 @@
 #   - after kill -9 systemd starts it again
 #   - an upgrade restarts a running daemon, which adopts the pins
 #   - after edgeward unload it stays down
+#   - an invalid file at start fails it without a restart loop
 #   - removing the package stops and disables it
 #
 # The configuration is the installed example in enforce mode, without its
@@ -188,6 +189,22 @@ kill_main() {
 	inside kill -9 "$(prop MainPID)"
 }
 
+# invalid_start_stays_failed starts the service on an invalid file: the
+# daemon exits with status 2, and systemd must not restart it.
+invalid_start_stays_failed() {
+	local conf=$work/root/etc/edgeward/edgeward.yaml restarts rc=0
+	cp "$conf" "$work/good.yaml"
+	echo "bogus: 1" >>"$conf"
+	inside systemctl start edgeward 2>/dev/null || true
+	sleep 5
+	restarts=$(prop NRestarts)
+	[ "$(prop ExecMainStatus)" = 2 ] && [ "$(inside systemctl is-active edgeward)" = failed ] &&
+		[ "$restarts" = 0 ] || rc=1
+	cp "$work/good.yaml" "$conf"
+	inside systemctl reset-failed edgeward
+	return $rc
+}
+
 upgrade_restarts() {
 	local pid
 	pid=$(prop MainPID)
@@ -236,6 +253,7 @@ main() {
 	check "upgrade: the daemon restarts on the pins" upgrade_restarts
 	inside systemd-analyze security edgeward --no-pager 2>/dev/null | tail -1 || true
 	check "edgeward unload: the service stays down, nothing pinned" stays_down_after_unload
+	check "an invalid file at start: failed with status 2, no restart" invalid_start_stays_failed
 	inside systemctl start edgeward
 	check "dpkg -r: the service is stopped and disabled" remove_stops_and_disables
 
