@@ -81,7 +81,7 @@ write_copyright() {
 		# shellcheck disable=SC2086 # one name per line, none with spaces
 		install -m 0644 $files "$dir/licenses/$path/"
 		echo " $path $version" >>"$dir/copyright"
-	done < <(GOOS=linux GOARCH=$ARCH $GO list -deps \
+	done < <(CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH $GO list -deps \
 		-f '{{with .Module}}{{if not .Main}}{{.Path}} {{.Version}} {{.Dir}}{{end}}{{end}}' \
 		./cmd/edgeward | sort -u)
 }
