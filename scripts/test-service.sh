@@ -119,10 +119,14 @@ boot() {
 	timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait >/dev/null 2>&1 || true
 }
 
-# found_leader sets leader to the container's init once it answers.
+# found_leader sets leader to the container's init once its systemd
+# answers systemctl (it prints nothing while its socket is not up yet).
 found_leader() {
+	local state
 	leader=$(pgrep -P "$nspawn_pid" | head -1)
-	[ -n "$leader" ] && inside systemctl --version >/dev/null 2>&1
+	[ -n "$leader" ] || return 1
+	state=$(inside systemctl is-system-running 2>/dev/null || true)
+	[ -n "$state" ] && [ "$state" != offline ]
 }
 
 # mount_bpffs gives the container what systemd gives a gateway at boot: a
