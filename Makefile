@@ -7,6 +7,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/edgeward
+ARCH     ?= $(shell $(GO) env GOARCH)
 
 # The pinned BPF toolchain: Debian 12's clang-19. `make check` fails when the
 # committed objects differ from what it builds.
@@ -38,9 +39,17 @@ generate: ## rebuild the BPF objects (bpf2go) with the pinned clang
 build: ## build bin/edgeward (needs no C compiler)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/edgeward
 
+.PHONY: package
+package: ## build bin/edgeward_<version>_<arch>.deb with dpkg-deb (ARCH=arm64 for arm64)
+	@VERSION=$(VERSION) ARCH=$(ARCH) GO=$(GO) OUT=bin scripts/package.sh
+
 .PHONY: test
 test: deps build ## run every test, as root; fails on any skipped test
 	@scripts/test.sh
+
+.PHONY: test-service
+test-service: ## run the packaged unit under systemd in a container (systemd-nspawn, root)
+	@scripts/test-service.sh
 
 .PHONY: test-kernels
 test-kernels: ## run the kernel tests in qemu on Debian's 6.1 and 6.12 kernels and here (root)
@@ -64,8 +73,9 @@ lint: ## vet and check formatting
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: check
-check: lint ## lint; check metrics, dashboard and alerts; prove the BPF objects match the sources
+check: lint ## lint; check metrics, dashboard and alerts; cross-build for arm64; prove the BPF objects match the sources
 	$(GO) test -count=1 ./deploy/
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
 	@scripts/check-generated.sh
 
 .PHONY: clean

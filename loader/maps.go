@@ -16,7 +16,7 @@ import (
 //  2. Write p into the inactive slot: new maps sized for it, then settings.
 //  3. Flip ew_active to that slot: one 32-bit write.
 //
-// Step 1 rewrites an outer map entry with its own value: the kernel answers
+// Step 1 updates a map-in-map of its own (see settle): the kernel answers
 // an update of a map-in-map only after an RCU grace period, by which time
 // every program that started before has finished. When an error is
 // returned, the active policy is unchanged.
@@ -57,22 +57,42 @@ func readActiveSlot(m *ebpf.Map) (uint32, error) {
 	return slot, nil
 }
 
-// settle waits for an RCU grace period by storing slot's entry of outer
-// again. An empty slot needs no wait: no packet can be using it.
+// settle waits until no packet can still be reading slot of outer. An
+// empty slot needs no wait: no packet can be using it.
 func settle(outer *ebpf.Map, slot uint32) error {
 	var id ebpf.MapID
 	if err := outer.Lookup(slot, &id); err != nil || id == 0 {
 		return nil
 	}
-	inner, err := ebpf.NewMapFromID(id)
-	if err != nil {
-		return fmt.Errorf("open policy map of slot %d: %w", slot, err)
-	}
-	defer inner.Close()
-	if err := outer.Put(slot, inner); err != nil {
+	if err := waitForPrograms(); err != nil {
 		return fmt.Errorf("wait for readers of slot %d: %w", slot, err)
 	}
 	return nil
+}
+
+// waitForPrograms returns once every BPF program that was running when it
+// was called has finished. It stores a map into a map-in-map of its own:
+// the kernel answers any update of a map-in-map only after an RCU grace
+// period, whichever map it is. This needs CAP_BPF only; reopening the
+// slot's own map by ID would need CAP_SYS_ADMIN, which the service unit
+// does not grant.
+func waitForPrograms() error {
+	innerSpec := &ebpf.MapSpec{Name: "ew_grace", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}
+	outer, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: "ew_grace_outer", Type: ebpf.ArrayOfMaps,
+		KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: innerSpec,
+	})
+	if err != nil {
+		return fmt.Errorf("create grace map: %w", err)
+	}
+	defer outer.Close()
+
+	inner, err := ebpf.NewMap(innerSpec)
+	if err != nil {
+		return fmt.Errorf("create grace map entry: %w", err)
+	}
+	defer inner.Close()
+	return outer.Put(uint32(0), inner)
 }
 
 // writeSlot stores the maps and settings of p in slot.

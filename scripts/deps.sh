@@ -24,6 +24,9 @@ run_deps=(
 	"trafgen:netsniff-ng"
 	"nft:nftables"
 	"mosquitto:mosquitto"
+	"dpkg-deb:dpkg"
+	"systemd-analyze:systemd"
+	"setpriv:util-linux"
 )
 
 deps=("${build_deps[@]}")

@@ -18,5 +18,8 @@
 // The daemon owns the process: signals (SIGHUP reloads, SIGINT and SIGTERM
 // stop), logs (log/slog, never per packet) and the metrics endpoint. What it
 // puts in the kernel is pinned and outlives it: stopping or killing the
-// daemon leaves the last policy enforcing; only unload removes it.
+// daemon leaves the last policy enforcing; only unload removes it. Under
+// systemd (packaging/edgeward.service, Type=notify) it sends READY=1 once
+// every interface is enforced and its services listen, and STOPPING=1
+// when it stops.
 package main

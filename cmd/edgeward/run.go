@@ -130,6 +130,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	defer d.closeSpool()
 	d.log.Info("ready", "pins", d.cfg.Paths.BPFFS, "metrics", d.cfg.Metrics.Listen, "socket", d.cfg.Paths.Socket)
+	d.notify("READY=1")
 
 	go d.serveMetrics(metricsLn, reg)
 	go d.serveControl(controlLn)
@@ -137,6 +138,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.waitForSignals(ctx)
 
 	d.log.Info("stopping; the pinned policy stays enforced", "pins", d.cfg.Paths.BPFFS)
+	d.notify("STOPPING=1")
 	return nil
 }
 
