@@ -193,7 +193,7 @@ func (q *Queue) KeepRules(interval time.Duration) {
 		// The thread stays locked: it ends with the goroutine, so its
 		// namespace never leaks to other goroutines.
 		runtime.LockOSThread()
-		if err := netns.Set(q.netns); err != nil {
+		if err := q.enterHome(); err != nil {
 			q.log.Error("transparent dns: cannot enter the queue's network namespace; the rules are not watched", "err", err)
 			return
 		}
@@ -208,6 +208,21 @@ func (q *Queue) KeepRules(interval time.Duration) {
 			}
 		}
 	}()
+}
+
+// enterHome switches the calling (locked) thread into the namespace Open
+// ran in, unless it is there already: a daemon is in one namespace
+// throughout and may lack CAP_SYS_ADMIN, which entering one needs.
+func (q *Queue) enterHome() error {
+	cur, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer cur.Close()
+	if cur.Equal(q.netns) {
+		return nil
+	}
+	return netns.Set(q.netns)
 }
 
 func (q *Queue) restoreRules() {

@@ -96,7 +96,11 @@ func rulesText(queue uint16) (string, error) {
 func install(f family, text string) error {
 	cmd := exec.Command(f.restore, "--wait", "--noflush")
 	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("transparent DNS needs the iptables commands (Debian package iptables): %w", err)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w: %s", f.restore, err, bytes.TrimSpace(out))
 	}
 

@@ -101,6 +101,9 @@ make_root() {
 	for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
 	cp /usr/lib/os-release "$root/etc/os-release"
 	cp /etc/passwd /etc/group "$root/etc/"
+	# The iptables commands (transparent DNS) are alternatives symlinks.
+	mkdir -p "$root/etc/alternatives"
+	cp -a /etc/alternatives/iptables* /etc/alternatives/ip6tables* "$root/etc/alternatives/"
 	cp "$deb" "$root/root/edgeward.deb"
 }
 
@@ -158,12 +161,26 @@ install_package() {
 			>"$conf.new"
 	mv "$conf.new" "$conf"
 	grep -q '^mode: enforce$' "$conf" || die "the example has no 'mode: audit' line"
+	# Transparent DNS: its iptables rules must work under the unit's sandbox.
+	sed -i 's/^  # transparent: true.*/  transparent: true/' "$conf"
+	grep -q '^  transparent: true$' "$conf" || die "the example has no '# transparent: true' line"
 }
 
 active() { [ "$(inside systemctl is-active edgeward)" = active ]; }
 inactive() { [ "$(inside systemctl is-active edgeward)" = inactive ]; }
 prop() { inside systemctl show -p "$1" --value edgeward; }
-pinned() { inside edgeward status -c /etc/edgeward/edgeward.yaml | grep -q 'lan0 .*xdp_lan'; }
+# pinned reads the whole report first: grep -q leaving early would end
+# status with SIGPIPE, which pipefail counts as a failure.
+pinned() {
+	local report
+	report=$(inside edgeward status -c /etc/edgeward/edgeward.yaml) || true
+	grep -q 'lan0 .*xdp_lan' <<<"$report"
+}
+dns_rules_intact() {
+	local report
+	report=$(inside edgeward status -c /etc/edgeward/edgeward.yaml -json) || true
+	grep -q '"dns_rules": "intact"' <<<"$report"
+}
 restarted_since() { [ "$(prop NRestarts)" -gt "$1" ]; }
 disabled() { [ "$(inside systemctl is-enabled edgeward 2>/dev/null)" != enabled ]; }
 installed_inactive() { disabled && inactive; }
@@ -245,6 +262,7 @@ main() {
 	mount_bpffs
 	add_interfaces
 	check "with them it becomes active (READY=1)" wait_for 20 active
+	check "transparent DNS: the iptables rules are in place" dns_rules_intact
 	check "systemctl reload, twice" reload_twice
 	check "an invalid file fails the reload; the service stays active" invalid_reload_keeps_running
 	check "systemctl restart: active again, the policy pinned" restart_keeps_pins
