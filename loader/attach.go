@@ -198,6 +198,10 @@ func (l *Loader) attachXDP(iface Interface, p hookPlan) (AttachMode, error) {
 		return "", err
 	}
 	if adopted {
+		// A link pinned by an earlier daemon: the kernel knows its mode.
+		if _, ok := l.xdpModes[iface.Index]; !ok {
+			l.xdpModes[iface.Index] = xdpMode(iface.Index)
+		}
 		return l.xdpModes[iface.Index], nil
 	}
 

@@ -68,6 +68,9 @@ func TestRestartWithoutGap(t *testing.T) {
 			if got := len(g.attachments()); got != 3 {
 				t.Errorf("after restart %d: %d attachments, want 3 (wan0 egress and ingress, lan0)", i+1, got)
 			}
+			if log := g.daemon.Tail(50); !strings.Contains(log, "hook=xdp_lan attach=xdp-native") {
+				t.Errorf("after restart %d: the adopted XDP link's mode is not logged:\n%s", i+1, log)
+			}
 		}
 	})
 
