@@ -33,6 +33,7 @@ type Guard struct {
 
 	counts      counters
 	intercepted interceptCounts
+	pending     *pendingQueries // intercepted queries awaiting their answer
 	forgetErrs  atomic.Uint64
 	upstreamDur prometheus.Histogram
 	learnDur    prometheus.Histogram
@@ -73,6 +74,7 @@ func New(cfg config.DNS, opts Options) (*Guard, error) {
 func (g *Guard) initState() {
 	g.view = newView(g.match.Rules(), g.opts.MaxAddrsPerName)
 	g.intercepted = newInterceptCounts()
+	g.pending = newPendingQueries()
 	g.events = newLimiter(g.opts.EventInterval, g.opts.EventBurst)
 	g.slots = make(chan struct{}, g.opts.MaxInFlight)
 	g.upstreamDur = prometheus.NewHistogram(prometheus.HistogramOpts{

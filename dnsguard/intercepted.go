@@ -33,15 +33,20 @@ type InterceptVerdict struct {
 	Result string // a value of edgeward_dns_queries_total's "result", or "wrong_server"
 }
 
-// ResultWrongServer is the result of an intercepted message between a
-// client and a server that is not an upstream of the name asked for.
-const ResultWrongServer = "wrong_server"
+// Results of intercepted messages besides those of the guard's own
+// queries: a message between a client and a server that is not an
+// upstream of the name asked for, and an answer to no query the guard let
+// through (forged, late, or a second answer to one query).
+const (
+	ResultWrongServer = "wrong_server"
+	ResultUnsolicited = "unsolicited"
+)
 
 // interceptResults are the results an intercepted message can have, for
 // counting with a fixed label set.
 var interceptResults = []string{
 	resultAllowed.String(), resultForwarded.String(), resultDenied.String(), resultMalformed.String(),
-	ResultWrongServer, resultPublicAnswer.String(), resultPrivateAnswer.String(), resultBadAnswer.String(),
+	ResultWrongServer, ResultUnsolicited, resultPublicAnswer.String(), resultPrivateAnswer.String(), resultBadAnswer.String(),
 	resultTruncated.String(), resultLearnFailed.String(),
 }
 
@@ -71,8 +76,9 @@ func (c interceptCounts) add(v InterceptVerdict) {
 //
 //   - a query passes when its name is on the allowlist and it goes to an
 //     upstream server of that name's zone;
-//   - an answer passes when it comes from such a server, for such a name,
-//     and its address records pass the same pinning as the guard's own
+//   - an answer passes when it answers such a query the guard let through
+//     (same client, server, ID and question; within pendingLifetime), and
+//     its address records pass the same pinning as the guard's own
 //     answers; its addresses are in the data plane before JudgeIntercepted
 //     returns, so the client never holds an address the kernel does not.
 //
@@ -116,6 +122,7 @@ func (g *Guard) judgeInterceptedQuery(p Intercepted, q *dns.Msg) InterceptVerdic
 	if !g.isUpstreamOf(name, p.Dst) {
 		return InterceptVerdict{Kind: KindQuery, Result: ResultWrongServer}
 	}
+	g.pending.add(newPendingKey(p.Src, p.Dst, q.Id, q.Question[0].Qtype, name), g.opts.Now())
 	return InterceptVerdict{Accept: true, Kind: KindQuery, Result: resultAllowed.String()}
 }
 
@@ -132,12 +139,18 @@ func (g *Guard) judgeInterceptedAnswer(ctx context.Context, p Intercepted, resp 
 	if !g.isUpstreamOf(name, p.Src) {
 		return InterceptVerdict{Kind: KindAnswer, Result: ResultWrongServer}
 	}
+	if !g.pending.take(newPendingKey(p.Dst, p.Src, resp.Id, resp.Question[0].Qtype, name), g.opts.Now()) {
+		return InterceptVerdict{Kind: KindAnswer, Result: ResultUnsolicited}
+	}
 
 	// The answer is judged as the answer to the query it echoes.
 	req := new(dns.Msg)
 	req.Id, req.Question = resp.Id, resp.Question
 	answered := time.Now()
 	v := g.judge(req, r, resp)
+	if v.reason == "" {
+		v = unjudgedAddrs(resp, v)
+	}
 	if v.reason != "" {
 		g.event(Event{Reason: v.reason, Pattern: r.Pattern, Name: name, Client: p.Dst.Addr(), Addr: v.addr})
 		return refuse(v.res)
@@ -150,6 +163,24 @@ func (g *Guard) judgeInterceptedAnswer(ctx context.Context, p Intercepted, resp 
 		g.learnDur.Observe(time.Since(answered).Seconds())
 	}
 	return InterceptVerdict{Accept: true, Kind: KindAnswer, Result: v.res.String()}
+}
+
+// unjudgedAddrs refuses an answer that carries an address record the
+// verdict v does not accept, in any section: one off the CNAME chain,
+// beyond the per-pattern cap, or in the authority or additional section.
+// The guard's own listener leaves those out of its reply; transparent
+// mode cannot change the answer, so it drops it whole, and the client
+// never holds an address the data plane does not know.
+func unjudgedAddrs(resp *dns.Msg, v verdict) verdict {
+	for _, section := range [][]dns.RR{resp.Answer, resp.Ns, resp.Extra} {
+		for _, rr := range section {
+			a, ok := recordAddr(rr)
+			if ok && !containsAddr(v.addrs, a) {
+				return reject(ReasonBadAnswer, a)
+			}
+		}
+	}
+	return v
 }
 
 // isUpstreamOf tells whether server is one of the upstream servers that

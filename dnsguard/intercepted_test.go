@@ -23,12 +23,19 @@ func TestJudgeIntercepted(t *testing.T) {
 	other := netip.MustParseAddrPort("192.0.2.53:53")
 	client := netip.MustParseAddrPort("10.10.0.2:41000")
 
+	// Answers carry ID 7 and answer an A query for their name; asked
+	// sends that query from client to up first, as the queue would.
 	answer := func(name string, records ...string) []byte {
 		m := query(name, dns.TypeA, 0)
-		m.Response, m.Answer = true, mustRRs(records...)
+		m.Id, m.Response, m.Answer = 7, true, mustRRs(records...)
 		return pack(t, m)
 	}
 	ask := func(name string, qtype uint16) []byte { return pack(t, query(name, qtype, 0)) }
+	asked := func(name string) *Intercepted {
+		q := query(name, dns.TypeA, 0)
+		q.Id = 7
+		return &Intercepted{Src: client, Dst: up, Payload: pack(t, q)}
+	}
 
 	tests := []struct {
 		name    string
@@ -37,35 +44,49 @@ func TestJudgeIntercepted(t *testing.T) {
 		payload []byte
 		want    InterceptVerdict
 		learned int
+		before  []*Intercepted // judged first, in order
 	}{
 		{"allowed query to its upstream", client, up, ask("api.example.com.", dns.TypeA),
-			InterceptVerdict{Accept: true, Kind: KindQuery, Result: "allowed"}, 0},
+			InterceptVerdict{Accept: true, Kind: KindQuery, Result: "allowed"}, 0, nil},
 		{"allowed query, mixed case", client, up, ask("API.Example.com.", dns.TypeAAAA),
-			InterceptVerdict{Accept: true, Kind: KindQuery, Result: "allowed"}, 0},
+			InterceptVerdict{Accept: true, Kind: KindQuery, Result: "allowed"}, 0, nil},
 		{"allowed query to another server", client, other, ask("api.example.com.", dns.TypeA),
-			InterceptVerdict{Kind: KindQuery, Result: ResultWrongServer}, 0},
+			InterceptVerdict{Kind: KindQuery, Result: ResultWrongServer}, 0, nil},
 		{"allowed query to the upstream's address on another port", client, netip.AddrPortFrom(up.Addr(), 5353), ask("api.example.com.", dns.TypeA),
-			InterceptVerdict{Kind: KindQuery, Result: ResultWrongServer}, 0},
+			InterceptVerdict{Kind: KindQuery, Result: ResultWrongServer}, 0, nil},
 		{"name off the list", client, up, ask("evil.example.com.", dns.TypeA),
-			InterceptVerdict{Kind: KindQuery, Result: "denied"}, 0},
+			InterceptVerdict{Kind: KindQuery, Result: "denied"}, 0, nil},
 		{"long random subdomain of an allowed zone", client, up, ask("a0b1c2d3e4f5.a0b1c2d3e4f5.x.", dns.TypeTXT),
-			InterceptVerdict{Kind: KindQuery, Result: "denied"}, 0},
+			InterceptVerdict{Kind: KindQuery, Result: "denied"}, 0, nil},
 		{"ANY", client, up, ask("api.example.com.", dns.TypeANY),
-			InterceptVerdict{Kind: KindQuery, Result: "malformed"}, 0},
+			InterceptVerdict{Kind: KindQuery, Result: "malformed"}, 0, nil},
 		{"garbage query", client, up, []byte{0x12, 0x34, 0x01, 0x00, 0xff},
-			InterceptVerdict{Kind: KindQuery, Result: "malformed"}, 0},
+			InterceptVerdict{Kind: KindQuery, Result: "malformed"}, 0, nil},
 		{"garbage answer", up, client, []byte{0x12, 0x34, 0x81, 0x80, 0xff},
-			InterceptVerdict{Kind: KindAnswer, Result: "malformed"}, 0},
+			InterceptVerdict{Kind: KindAnswer, Result: "malformed"}, 0, nil},
 		{"answer from the upstream", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
-			InterceptVerdict{Accept: true, Kind: KindAnswer, Result: "allowed"}, 1},
+			InterceptVerdict{Accept: true, Kind: KindAnswer, Result: "allowed"}, 1, []*Intercepted{asked("api.example.com.")}},
+		{"answer to no query (forged)", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
+			InterceptVerdict{Kind: KindAnswer, Result: ResultUnsolicited}, 0, nil},
+		{"answer to another client's query", up, netip.MustParseAddrPort("10.10.0.3:41000"), answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
+			InterceptVerdict{Kind: KindAnswer, Result: ResultUnsolicited}, 0, []*Intercepted{asked("api.example.com.")}},
+		{"second answer to one query", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.16"),
+			InterceptVerdict{Kind: KindAnswer, Result: ResultUnsolicited}, 0, []*Intercepted{
+				asked("api.example.com."), {Src: up, Dst: client, Payload: answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15")}}},
 		{"answer from another server", other, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
-			InterceptVerdict{Kind: KindAnswer, Result: ResultWrongServer}, 0},
+			InterceptVerdict{Kind: KindAnswer, Result: ResultWrongServer}, 0, nil},
 		{"answer outside answers_in", up, client, answer("api.example.com.", "api.example.com. 300 IN A 192.0.2.80"),
-			InterceptVerdict{Kind: KindAnswer, Result: "rejected_public_answer"}, 0},
+			InterceptVerdict{Kind: KindAnswer, Result: "rejected_public_answer"}, 0, []*Intercepted{asked("api.example.com.")}},
 		{"answer for a name off the list", up, client, answer("evil.example.com.", "evil.example.com. 300 IN A 10.20.8.15"),
-			InterceptVerdict{Kind: KindAnswer, Result: "denied"}, 0},
+			InterceptVerdict{Kind: KindAnswer, Result: "denied"}, 0, nil},
+		{"answer with an address off the CNAME chain", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15", "other.example.com. 300 IN A 10.20.8.16"),
+			InterceptVerdict{Kind: KindAnswer, Result: "rejected_bad_answer"}, 0, []*Intercepted{asked("api.example.com.")}},
+		{"answer with an address in the additional section", up, client, withExtra(t, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"), "ns.example.com. 300 IN A 10.10.0.7"),
+			InterceptVerdict{Kind: KindAnswer, Result: "rejected_bad_answer"}, 0, []*Intercepted{asked("api.example.com.")}},
+		{"answer with more addresses than the cap", up, client, answer("api.example.com.", manyA("api.example.com.", DefaultMaxAddrsPerName+1)...),
+			InterceptVerdict{Kind: KindAnswer, Result: "rejected_bad_answer"}, 0, []*Intercepted{asked("api.example.com.")}},
 		{"answer without addresses", up, client, answer("api.example.com."),
-			InterceptVerdict{Accept: true, Kind: KindAnswer, Result: "forwarded"}, 0},
+			InterceptVerdict{Accept: true, Kind: KindAnswer, Result: "forwarded"}, 0, []*Intercepted{asked("api.example.com.")}},
 	}
 
 	for _, tc := range tests {
@@ -76,6 +97,10 @@ func TestJudgeIntercepted(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			for _, p := range tc.before {
+				g.JudgeIntercepted(context.Background(), *p)
+			}
+			learner.take()
 			got := g.JudgeIntercepted(context.Background(), Intercepted{Src: tc.src, Dst: tc.dst, Payload: tc.payload})
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("verdict (-want +got):\n%s", diff)
@@ -83,8 +108,8 @@ func TestJudgeIntercepted(t *testing.T) {
 			if learned, _ := learner.take(); len(learned) != tc.learned {
 				t.Errorf("learned %v, want %d entries", learned, tc.learned)
 			}
-			if n := g.InterceptedCounts()[got.Kind][got.Result]; n != 1 {
-				t.Errorf("counted %d under %s/%s, want 1", n, got.Kind, got.Result)
+			if n, was := g.InterceptedCounts()[got.Kind][got.Result], countedBefore(tc.before, got); n != was+1 {
+				t.Errorf("counted %d under %s/%s, want %d", n, got.Kind, got.Result, was+1)
 			}
 		})
 	}
@@ -100,12 +125,36 @@ func TestJudgeInterceptedLearnFails(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	client := netip.MustParseAddrPort("10.10.0.2:41000")
 	m := query("api.example.com.", dns.TypeA, 0)
+	g.JudgeIntercepted(context.Background(), Intercepted{Src: client, Dst: up, Payload: pack(t, m)})
 	m.Response, m.Answer = true, mustRRs("api.example.com. 300 IN A 10.20.8.15")
-	got := g.JudgeIntercepted(context.Background(), Intercepted{Src: up, Dst: netip.MustParseAddrPort("10.10.0.2:41000"), Payload: pack(t, m)})
+	got := g.JudgeIntercepted(context.Background(), Intercepted{Src: up, Dst: client, Payload: pack(t, m)})
 	if got.Accept || got.Result != "rejected_learn_failed" {
 		t.Errorf("verdict %+v, want refused as rejected_learn_failed", got)
 	}
+}
+
+// withExtra adds records to the additional section of a packed message.
+func withExtra(t *testing.T, b []byte, records ...string) []byte {
+	t.Helper()
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		t.Fatal(err)
+	}
+	m.Extra = append(m.Extra, mustRRs(records...)...)
+	return pack(t, m)
+}
+
+// countedBefore is how many of before a fresh guard counted the way got
+// is counted: a second answer to one query is counted like its first
+// when both end alike.
+func countedBefore(before []*Intercepted, got InterceptVerdict) uint64 {
+	g, _ := New(testConfig(netip.MustParseAddrPort("10.20.0.2:53"), netip.MustParseAddrPort("192.0.2.53:53")), Options{Learner: &fakeLearner{}})
+	for _, p := range before {
+		g.JudgeIntercepted(context.Background(), *p)
+	}
+	return g.InterceptedCounts()[got.Kind][got.Result]
 }
 
 func pack(t *testing.T, m *dns.Msg) []byte {

@@ -50,10 +50,10 @@ func TestCollector(t *testing.T) {
 		"edgeward_dns_intercepted_total": {
 			"answer/allowed=0", "answer/denied=0", "answer/forwarded=0", "answer/malformed=0",
 			"answer/rejected_bad_answer=0", "answer/rejected_learn_failed=0", "answer/rejected_private_answer=0",
-			"answer/rejected_public_answer=0", "answer/rejected_truncated=0", "answer/wrong_server=0",
+			"answer/rejected_public_answer=0", "answer/rejected_truncated=0", "answer/unsolicited=0", "answer/wrong_server=0",
 			"query/allowed=0", "query/denied=0", "query/forwarded=0", "query/malformed=0",
 			"query/rejected_bad_answer=0", "query/rejected_learn_failed=0", "query/rejected_private_answer=0",
-			"query/rejected_public_answer=0", "query/rejected_truncated=0", "query/wrong_server=0",
+			"query/rejected_public_answer=0", "query/rejected_truncated=0", "query/unsolicited=0", "query/wrong_server=0",
 		},
 		"edgeward_dns_forget_errors_total":       {"=0"},
 		"edgeward_dns_events_suppressed_total":   {"=0"},

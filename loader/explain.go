@@ -32,6 +32,9 @@ type Probe struct {
 	Src, Dst netip.AddrPort
 	// TCPFlags are the flags of a TCP probe (pkt.TCPSyn, pkt.TCPAck, ...).
 	TCPFlags uint8
+	// Mark is the packet mark (tc programs only): GuardMark for DNS the
+	// DNS guard sent or let through.
+	Mark uint32
 }
 
 // Explanation is how the data plane judged a Probe.
@@ -252,7 +255,7 @@ func runProbe(prog *ebpf.Program, p Probe, packet []byte) error {
 	if prog.Type() == ebpf.XDP {
 		opts.Context = xdpContext{DataEnd: uint32(len(packet)), IngressIfindex: uint32(p.Ifindex)}
 	} else {
-		opts.Context = skbContext{Ifindex: uint32(p.Ifindex)}
+		opts.Context = skbContext{Ifindex: uint32(p.Ifindex), Mark: p.Mark}
 	}
 	if _, err := prog.Run(opts); err != nil {
 		return fmt.Errorf("explain: run the program on interface %d: %w", p.Ifindex, err)

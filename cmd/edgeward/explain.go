@@ -140,8 +140,9 @@ func explain(cfg *config.Config, req explainRequest) (*explainReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if probe == nil {
-		return report, nil // no program judges this packet
+	if report.Hook == "" { // no program judges this packet
+		transparentDNS(cfg, probe, report)
+		return report, nil
 	}
 
 	x, err := loader.Explain(cfg.Paths.BPFFS, *probe)
@@ -152,12 +153,14 @@ func explain(cfg *config.Config, req explainRequest) (*explainReport, error) {
 		return nil, err
 	}
 	describe(report, cfg, x)
+	transparentDNS(cfg, probe, report)
 	report.Warnings = append(report.Warnings, policyWarnings(cfg, x)...)
 	return report, nil
 }
 
-// buildProbe turns req into a probe. It returns a nil probe, with the
-// report filled in, for a packet no Edgeward program judges.
+// buildProbe turns req into a probe and starts the report. For a packet
+// no Edgeward program judges, the report has no hook and a verdict
+// already.
 func buildProbe(cfg *config.Config, req explainRequest) (*loader.Probe, *explainReport, error) {
 	proto, err := parseProto(req.proto)
 	if err != nil {
@@ -191,10 +194,53 @@ func buildProbe(cfg *config.Config, req explainRequest) (*loader.Probe, *explain
 		return nil, nil, err
 	}
 	report.Packet = packetOf(probe, req.proto)
-	if report.Hook == "" {
-		return nil, report, nil
-	}
+	markGuardedDNS(cfg, probe)
 	return probe, report, nil
+}
+
+// markGuardedDNS gives a DNS query to an upstream the mark the DNS guard's
+// queue sets on the queries it accepts, so that the data plane's gate
+// judges it as it would an accepted one (transparent mode only). Whether
+// the queue accepts it depends on the name asked: see transparentDNS.
+func markGuardedDNS(cfg *config.Config, p *loader.Probe) {
+	if cfg.DNS.Transparent && p.Proto == pkt.ProtoUDP && p.Dst.Port() == 53 && isUpstream(cfg, p.Dst) {
+		p.Mark = loader.GuardMark
+	}
+}
+
+// isUpstream tells whether server is a configured upstream DNS server.
+func isUpstream(cfg *config.Config, server netip.AddrPort) bool {
+	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
+	for _, u := range cfg.DNS.Upstreams {
+		for _, s := range u.Servers {
+			if netip.AddrPortFrom(s.Addr().Unmap(), s.Port()) == server {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// transparentDNS adds to a passing verdict what transparent mode does to
+// DNS sent around the guard: the netfilter rules reset DNS over TCP, the
+// queue drops queries to a server that is no upstream, and it passes
+// queries to an upstream only for names on dns.names, which explain
+// cannot know.
+func transparentDNS(cfg *config.Config, p *loader.Probe, r *explainReport) {
+	if !cfg.DNS.Transparent || r.Verdict != "pass" || p.Dst.Port() != 53 || p.Hook == loader.HookUplinkIngress {
+		return
+	}
+	switch {
+	case p.Proto == pkt.ProtoTCP:
+		r.Verdict, r.Reason = "drop", "dns_over_tcp"
+		r.Rule = explainRule{Kind: "transparent_dns", Text: "transparent DNS resets DNS over TCP sent around the guard"}
+	case p.Proto != pkt.ProtoUDP:
+	case !isUpstream(cfg, p.Dst):
+		r.Verdict, r.Reason = "drop", "wrong_server"
+		r.Rule = explainRule{Kind: "transparent_dns", Text: fmt.Sprintf("transparent DNS drops DNS to %s, which is no upstream in dns.upstreams", p.Dst)}
+	default:
+		r.Warnings = append(r.Warnings, fmt.Sprintf("transparent DNS: the guard's queue lets a query to %s through only for a name on dns.names, and drops the rest; this verdict assumes an allowed name", p.Dst))
+	}
 }
 
 // arriving sets up a probe that arrives on the interface called name and

@@ -79,8 +79,13 @@ func Write(dir string, p Params) (string, *config.Config, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	// Written aside and renamed into place, as an operator's editor does:
+	// a reader (a reload, explain) never sees half a file.
 	path := filepath.Join(dir, "edgeward.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	if err := os.WriteFile(path+".new", data, 0o600); err != nil {
+		return "", nil, fmt.Errorf("write demo policy: %w", err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
 		return "", nil, fmt.Errorf("write demo policy: %w", err)
 	}
 	cfg, err := config.Load(path)
