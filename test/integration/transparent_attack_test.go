@@ -1,14 +1,21 @@
 package integration
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeward/edgeward/config"
 	"github.com/edgeward/edgeward/internal/pkt"
 	"github.com/edgeward/edgeward/test/demopolicy"
 	sb "github.com/edgeward/edgeward/test/sandbox"
@@ -105,5 +112,256 @@ func rawIPv4(s *sb.Sandbox, h sb.Host, dst netip.Addr, packet []byte) error {
 		}
 		defer unix.Close(fd)
 		return unix.Sendto(fd, packet, 0, &unix.SockaddrInet4{Addr: dst.As4()})
+	})
+}
+
+// evilZone is a second upstream zone that TestTransparentDNSAnswerReleasedWhole
+// and others add to the demo policy: "*.evil.test", answers in
+// 198.18.0.0/16, opening tcp/8883, resolved by a server the test runs at
+// evilUpstream4 in the VPC.
+const (
+	evilUpstream4 = "10.20.0.53"
+	evilUpstream6 = "2001:db8:20::53"
+)
+
+// addEvilZone rewrites g's policy with the zone evil.test (upstream
+// servers given as ip:port) and the name "*.evil.test"; call it before
+// start.
+func (g *gateway) addEvilZone(servers ...string) {
+	g.t.Helper()
+	data, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	text := string(data)
+	const ups = "      servers: [10.20.0.2:53]\n"
+	const ttl = "  ttl: {"
+	if !strings.Contains(text, ups) || !strings.Contains(text, ttl) {
+		g.t.Fatalf("the demo policy changed shape:\n%s", text)
+	}
+	text = strings.Replace(text, ups, ups+"    - zones: [evil.test]\n      servers: ["+joinQuotedList(servers)+"]\n", 1)
+	text = strings.Replace(text, ttl, "    - match: \"*.evil.test\"\n      ports: [tcp/8883]\n      answers_in: [198.18.0.0/16]\n"+ttl, 1)
+	if err := os.WriteFile(g.cfgPath, []byte(text), 0o600); err != nil {
+		g.t.Fatal(err)
+	}
+	if g.cfg, err = config.Load(g.cfgPath); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func joinQuotedList(items []string) string {
+	var q []string
+	for _, it := range items {
+		q = append(q, strconv.Quote(it))
+	}
+	return strings.Join(q, ", ")
+}
+
+// fakeResolver serves handler over UDP on addr:53 in the VPC (the address
+// is added to the VPC's lo) and records every question name it receives.
+type fakeResolver struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (f *fakeResolver) seen(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.names, strings.ToLower(dns.Fqdn(name)))
+}
+
+func (f *fakeResolver) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.names)
+}
+
+func (g *gateway) startFakeResolver(addr string, handler dns.HandlerFunc) *fakeResolver {
+	g.t.Helper()
+	prefix := addr + "/32"
+	if strings.Contains(addr, ":") {
+		prefix = addr + "/128"
+	}
+	if out, err := g.sbOutput(sb.VPC, "ip", "addr", "add", prefix, "dev", "lo", "nodad"); err != nil && !strings.Contains(out+err.Error(), "exists") {
+		g.t.Fatal(err)
+	}
+	var pc net.PacketConn
+	err := g.sb.Do(sb.VPC, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(addr, "53"))
+		return err
+	})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	f := &fakeResolver{}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		f.mu.Lock()
+		for _, q := range req.Question {
+			f.names = append(f.names, strings.ToLower(q.Name))
+		}
+		f.mu.Unlock()
+		handler(w, req)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	g.t.Cleanup(func() { srv.Shutdown() })
+	return f
+}
+
+// evilAnswers answers the names TestTransparentDNSAnswerReleasedWhole asks.
+func evilAnswers(w dns.ResponseWriter, req *dns.Msg) {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	if len(req.Question) != 1 {
+		resp.Rcode = dns.RcodeFormatError
+		w.WriteMsg(resp)
+		return
+	}
+	q := req.Question[0].Name
+	a := func(name, addr string) dns.RR {
+		return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.ParseIP(addr)}
+	}
+	label, _, _ := strings.Cut(strings.ToLower(q), ".")
+	switch label {
+	case "rebind":
+		// An address of the OT LAN for the query name itself, ahead of a
+		// CNAME whose target has an address in answers_in. Stub resolvers
+		// (glibc) take both; the guard follows the CNAME and pins only the
+		// target's.
+		resp.Answer = []dns.RR{
+			a(q, "10.10.0.7"),
+			&dns.CNAME{Hdr: dns.RR_Header{Name: q, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 300}, Target: "target.evil.test."},
+			a("target.evil.test.", "198.18.1.9"),
+		}
+	case "glue":
+		// An address outside answers_in for the query name in the
+		// additional section.
+		resp.Answer = []dns.RR{a(q, "198.18.1.10")}
+		resp.Extra = []dns.RR{a(q, "192.0.2.80")}
+	case "many":
+		// 1000 addresses, all in answers_in: 16 KB, IPv4 fragments.
+		for i := range 1000 {
+			resp.Answer = append(resp.Answer, a(q, fmt.Sprintf("198.18.%d.%d", 1+i/250, 1+i%250)))
+		}
+		resp.Compress = true
+	case "tc":
+		resp.Truncated = true
+		resp.Answer = []dns.RR{a(q, "198.18.1.11")}
+	case "big":
+		// An answer in answers_in, asked with a query large enough to be
+		// fragmented (see TestTransparentDNSFragments).
+		resp.Answer = []dns.RR{a(q, "198.18.1.12")}
+	default:
+		if strings.HasPrefix(label, "h") {
+			resp.Answer = []dns.RR{a(q, "198.18.1.13")}
+		} else {
+			resp.Rcode = dns.RcodeNameError
+		}
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(opt.UDPSize(), false)
+	}
+	w.WriteMsg(resp)
+}
+
+// exchange sends m from host h to server over UDP and waits for the answer.
+func exchange(s *sb.Sandbox, h sb.Host, server string, m *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	var resp *dns.Msg
+	err := s.Do(h, func() error {
+		c := &dns.Client{Timeout: timeout, UDPSize: dns.MaxMsgSize}
+		var err error
+		resp, _, err = c.Exchange(m, server)
+		return err
+	})
+	return resp, err
+}
+
+// addrsOf lists every A record's address in all sections of resp.
+func addrsOf(resp *dns.Msg) []string {
+	var out []string
+	for _, sec := range [][]dns.RR{resp.Answer, resp.Ns, resp.Extra} {
+		for _, rr := range sec {
+			if a, ok := rr.(*dns.A); ok {
+				out = append(out, a.A.String())
+			}
+		}
+	}
+	return out
+}
+
+// TestTransparentDNSAnswerReleasedWhole: the guard judges part of an
+// intercepted answer (the CNAME chain of the question and the records of
+// its type at the chain's end, at most 64 of them) and then releases the
+// whole datagram. The guard's own listener rebuilds the answer from what
+// it judged; transparent mode cannot change an answer, so it must refuse
+// one that carries more.
+//
+// DEFECT (fails today): "rebind" hands the OT host an address of its own
+// LAN for an allowed name (the rebinding that pinning exists to stop);
+// "glue" an address outside answers_in; "many" 1000 addresses of which
+// the data plane learned 64, so a connection to the last one is dropped.
+func TestTransparentDNSAnswerReleasedWhole(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.addEvilZone(hostPort(evilUpstream4, 53))
+	for _, p := range []string{"198.18.3.0/24", "198.18.4.0/24"} {
+		if _, err := g.sbOutput(sb.WAN, "ip", "route", "add", "local", p, "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.start()
+	g.startFakeResolver(evilUpstream4, evilAnswers)
+	server := hostPort(evilUpstream4, 53)
+
+	ask := func(name string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		m.SetEdns0(dns.MaxMsgSize, false)
+		return m
+	}
+
+	t.Run("rebind", func(t *testing.T) {
+		own, err := g.sb.Resolve(sb.OT, "rebind.evil.test")
+		if err != nil || slices.Contains(addrsOf(own), "10.10.0.7") {
+			t.Errorf("through the guard's listener: %v %v", addrsOf(own), err)
+		}
+		resp, err := exchange(g.sb, sb.OT, server, ask("rebind.evil.test."), 2*time.Second)
+		if err == nil && slices.Contains(addrsOf(resp), "10.10.0.7") {
+			t.Errorf("intercepted answer released with 10.10.0.7 (OT LAN, outside answers_in) for the query name: %v", addrsOf(resp))
+		}
+	})
+
+	t.Run("glue", func(t *testing.T) {
+		resp, err := exchange(g.sb, sb.OT, server, ask("glue.evil.test."), 2*time.Second)
+		if err == nil && slices.Contains(addrsOf(resp), "192.0.2.80") {
+			t.Errorf("intercepted answer released with 192.0.2.80 (outside answers_in) in its additional section: %v", addrsOf(resp))
+		}
+	})
+
+	t.Run("many", func(t *testing.T) {
+		resp, err := exchange(g.sb, sb.OT, server, ask("many.evil.test."), 3*time.Second)
+		if err != nil {
+			t.Logf("1000 records: no answer (%v)", err)
+			return
+		}
+		addrs := addrsOf(resp)
+		t.Logf("1000 records: the OT host got %d addresses (the 16 KB answer was reassembled)", len(addrs))
+		var unreachable []string
+		for _, a := range []string{addrs[0], addrs[63], addrs[64], addrs[len(addrs)-1]} {
+			if err := g.sb.EchoTCP(sb.OT, hostPort(a, sb.LearnedPort), time.Second); err != nil {
+				unreachable = append(unreachable, a)
+			}
+		}
+		if len(unreachable) > 0 {
+			t.Errorf("addresses of a released answer the data plane did not learn: %v", unreachable)
+		}
+	})
+
+	t.Run("truncated", func(t *testing.T) {
+		if resp, err := exchange(g.sb, sb.OT, server, ask("tc.evil.test."), time.Second); err == nil {
+			t.Errorf("a truncated answer passed: %v", resp)
+		}
 	})
 }
