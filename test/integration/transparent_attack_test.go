@@ -162,6 +162,13 @@ func joinQuotedList(items []string) string {
 type fakeResolver struct {
 	mu    sync.Mutex
 	names []string
+	ids   []uint16 // message IDs of everything received, in order
+}
+
+func (f *fakeResolver) gotID(id uint16) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.ids, id)
 }
 
 func (f *fakeResolver) seen(name string) bool {
@@ -195,7 +202,10 @@ func (g *gateway) startFakeResolver(addr string, handler dns.HandlerFunc) *fakeR
 		g.t.Fatal(err)
 	}
 	f := &fakeResolver{}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+	// Every message that parses reaches the handler, whatever its header
+	// says, so that the test sees what got through.
+	accept := func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }
+	srv := &dns.Server{PacketConn: recordingConn{pc, f}, MsgAcceptFunc: accept, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		f.mu.Lock()
 		for _, q := range req.Question {
 			f.names = append(f.names, strings.ToLower(q.Name))
@@ -209,6 +219,22 @@ func (g *gateway) startFakeResolver(addr string, handler dns.HandlerFunc) *fakeR
 	<-started
 	g.t.Cleanup(func() { srv.Shutdown() })
 	return f
+}
+
+// recordingConn records the ID of every datagram read, parsable or not.
+type recordingConn struct {
+	net.PacketConn
+	f *fakeResolver
+}
+
+func (c recordingConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.PacketConn.ReadFrom(b)
+	if n >= 2 {
+		c.f.mu.Lock()
+		c.f.ids = append(c.f.ids, uint16(b[0])<<8|uint16(b[1]))
+		c.f.mu.Unlock()
+	}
+	return n, addr, err
 }
 
 // evilAnswers answers the names TestTransparentDNSAnswerReleasedWhole asks.
@@ -363,5 +389,158 @@ func TestTransparentDNSAnswerReleasedWhole(t *testing.T) {
 		if resp, err := exchange(g.sb, sb.OT, server, ask("tc.evil.test."), time.Second); err == nil {
 			t.Errorf("a truncated answer passed: %v", resp)
 		}
+	})
+}
+
+// TestTransparentDNSQueryShapes: DNS messages of odd shapes, from the OT
+// host and from a process on the gateway, to an upstream of their zone.
+// Only a plain query with one allowed question may reach it; shapes that
+// smuggle another name or are not queries must not. Cases marked observe
+// are harmless either way (the message goes to the name's own upstream)
+// and are only logged.
+func TestTransparentDNSQueryShapes(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.addEvilZone(hostPort(evilUpstream4, 53))
+	g.start()
+	f := g.startFakeResolver(evilUpstream4, evilAnswers)
+	server := netip.MustParseAddrPort(hostPort(evilUpstream4, 53))
+
+	query := func(name string, qtype uint16) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		return m
+	}
+	packed := func(m *dns.Msg) []byte {
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	type shape struct {
+		name    string
+		must    string // "drop", "pass", or "observe"
+		srcPort uint16 // 0: any
+		payload func(id uint16) []byte
+	}
+	withID := func(m *dns.Msg) func(uint16) []byte {
+		return func(id uint16) []byte { m.Id = id; return packed(m) }
+	}
+	shapes := []shape{
+		{"plain allowed query", "pass", 0, withID(query("h1.evil.test.", dns.TypeA))},
+		{"upper case", "pass", 0, withID(query("H2.EVIL.TEST.", dns.TypeA))},
+		{"no question", "drop", 0, withID(&dns.Msg{MsgHdr: dns.MsgHdr{RecursionDesired: true}})},
+		{"two questions, the second off the list", "drop", 0, withID(&dns.Msg{Question: []dns.Question{
+			{Name: "h3.evil.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET},
+			{Name: "secret.exfil.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}})},
+		{"opcode UPDATE", "drop", 0, func(id uint16) []byte {
+			m := query("evil.test.", dns.TypeSOA)
+			m.Opcode = dns.OpcodeUpdate
+			m.Ns = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.evil.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 80)}}
+			m.Id = id
+			return packed(m)
+		}},
+		{"opcode NOTIFY", "drop", 0, func(id uint16) []byte {
+			m := query("h4.evil.test.", dns.TypeA)
+			m.Opcode = dns.OpcodeNotify
+			m.Id = id
+			return packed(m)
+		}},
+		{"QR=1 from port 53", "drop", 53, func(id uint16) []byte {
+			m := query("h5.evil.test.", dns.TypeA)
+			m.Response = true
+			m.Id = id
+			return packed(m)
+		}},
+		{"QR=1 from any port", "drop", 0, func(id uint16) []byte {
+			m := query("h6.evil.test.", dns.TypeA)
+			m.Response = true
+			m.Id = id
+			return packed(m)
+		}},
+		{"escaped dot in a label", "drop", 0, withID(query(`x\.h7.evil.test.`, dns.TypeA))},
+		{"NUL byte in a label", "drop", 0, withID(query(`h8\000.evil.test.`, dns.TypeA))},
+		{"class CHAOS", "drop", 0, func(id uint16) []byte {
+			m := query("h9.evil.test.", dns.TypeTXT)
+			m.Question[0].Qclass = dns.ClassCHAOS
+			m.Id = id
+			return packed(m)
+		}},
+		{"qtype ANY", "drop", 0, withID(query("h10.evil.test.", dns.TypeANY))},
+		{"compression loop", "drop", 0, func(id uint16) []byte {
+			return []byte{byte(id >> 8), byte(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1}
+		}},
+		{"name off the list", "drop", 0, withID(query("secret.exfil.example.", dns.TypeA))},
+		{"trailing bytes after the message", "observe", 0, func(id uint16) []byte {
+			m := query("h11.evil.test.", dns.TypeA)
+			m.Id = id
+			return append(packed(m), []byte("\x06secret\x05exfil\x07example\x00\x00\x01\x00\x01")...)
+		}},
+		{"header says two questions, one present", "observe", 0, func(id uint16) []byte {
+			m := query("h12.evil.test.", dns.TypeA)
+			m.Id = id
+			b := packed(m)
+			b[5] = 2
+			return b
+		}},
+		{"answer section with an off-list name", "observe", 0, func(id uint16) []byte {
+			m := query("h13.evil.test.", dns.TypeA)
+			m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: "secret.exfil.example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{"data"}}}
+			m.Id = id
+			return packed(m)
+		}},
+		{"two OPT records", "observe", 0, func(id uint16) []byte {
+			m := query("h14.evil.test.", dns.TypeA)
+			m.SetEdns0(1232, false)
+			m.SetEdns0(4096, true)
+			m.Extra = append(m.Extra, &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 512}})
+			m.Id = id
+			return packed(m)
+		}},
+	}
+
+	for hi, h := range []sb.Host{sb.OT, sb.Gateway} {
+		t.Run(string(h), func(t *testing.T) {
+			ids := make([]uint16, len(shapes))
+			for i, sh := range shapes {
+				ids[i] = uint16(0x4000 + hi*0x100 + i)
+				if err := sendUDP(g.sb, h, sh.srcPort, server, sh.payload(ids[i])); err != nil {
+					t.Fatalf("%s: %v", sh.name, err)
+				}
+			}
+			time.Sleep(500 * time.Millisecond)
+			for i, sh := range shapes {
+				got := f.gotID(ids[i])
+				switch {
+				case sh.must == "drop" && got:
+					t.Errorf("%s: reached the upstream", sh.name)
+				case sh.must == "pass" && !got:
+					t.Errorf("%s: did not reach the upstream", sh.name)
+				case sh.must == "observe":
+					t.Logf("%s: reached the upstream: %v", sh.name, got)
+				}
+			}
+		})
+	}
+	if f.seen("secret.exfil.example") {
+		t.Errorf("secret.exfil.example reached the upstream as a question")
+	}
+}
+
+// sendUDP sends one datagram from host h, from port srcPort (0: any).
+func sendUDP(s *sb.Sandbox, h sb.Host, srcPort uint16, dst netip.AddrPort, payload []byte) error {
+	return s.Do(h, func() error {
+		local := &net.UDPAddr{Port: int(srcPort)}
+		if h == sb.Gateway && srcPort != 0 {
+			// The guard holds port 53 on the LAN address and loopback.
+			local.IP = net.ParseIP(sb.TunnelGateway4)
+		}
+		c, err := net.ListenUDP("udp", local)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.WriteToUDPAddrPort(payload, dst)
+		return err
 	})
 }
