@@ -544,3 +544,155 @@ func sendUDP(s *sb.Sandbox, h sb.Host, srcPort uint16, dst netip.AddrPort, paylo
 		return err
 	})
 }
+
+// TestTransparentDNSIPv6: the upstream of evil.test also has an IPv6
+// address, and a resolver no config names listens next to it. DNS over
+// IPv6, with extension headers before UDP, fragmented, or over TCP, from
+// the OT host and from the gateway, reaches only the upstream and only for
+// allowed names.
+func TestTransparentDNSIPv6(t *testing.T) {
+	const rogue6 = "2001:db8:20::54"
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.addEvilZone(hostPort(evilUpstream4, 53), hostPort(evilUpstream6, 53))
+	g.start()
+	up := g.startFakeResolver(evilUpstream6, evilAnswers)
+	rogue := g.startFakeResolver(rogue6, evilAnswers)
+	var tcp net.Listener
+	if err := g.sb.Do(sb.VPC, func() error {
+		var err error
+		tcp, err = net.Listen("tcp", hostPort(rogue6, 53))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	upAddr := netip.MustParseAddrPort(hostPort(evilUpstream6, 53))
+	rogueAddr := netip.MustParseAddrPort(hostPort(rogue6, 53))
+	dstOpts := []byte{0, 0, 1, 4, 0, 0, 0, 0} // PadN
+	padded := func(name string, pad int) func(uint16) []byte {
+		return func(id uint16) []byte {
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			m.Id = id
+			if pad > 0 {
+				m.SetEdns0(4096, false)
+				opt := m.IsEdns0()
+				opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, pad)})
+			}
+			b, err := m.Pack()
+			if err != nil {
+				panic(err)
+			}
+			return b
+		}
+	}
+	type row struct {
+		name    string
+		to      *fakeResolver
+		dst     netip.AddrPort
+		opt     int // 0, unix.IPV6_DSTOPTS or unix.IPV6_HOPOPTS
+		payload func(uint16) []byte
+		must    string // "drop", "pass" or "observe"
+	}
+	rows := []row{
+		{"allowed name to the upstream", up, upAddr, 0, padded("h1.evil.test.", 0), "pass"},
+		{"allowed name to another resolver", rogue, rogueAddr, 0, padded("h2.evil.test.", 0), "drop"},
+		{"destination options, another resolver", rogue, rogueAddr, unix.IPV6_DSTOPTS, padded("h3.evil.test.", 0), "drop"},
+		{"hop-by-hop options, another resolver", rogue, rogueAddr, unix.IPV6_HOPOPTS, padded("h4.evil.test.", 0), "drop"},
+		{"destination options, name off the list", up, upAddr, unix.IPV6_DSTOPTS, padded("secret.exfil.example.", 0), "drop"},
+		{"destination options, allowed name", up, upAddr, unix.IPV6_DSTOPTS, padded("h5.evil.test.", 0), "observe"},
+		{"fragmented, allowed name", up, upAddr, 0, padded("big.evil.test.", 3000), "pass"},
+		{"fragmented, another resolver", rogue, rogueAddr, 0, padded("h6.evil.test.", 3000), "drop"},
+		{"fragmented, name off the list", up, upAddr, 0, padded("secret2.exfil.example.", 3000), "drop"},
+	}
+	for hi, h := range []sb.Host{sb.OT, sb.Gateway} {
+		t.Run(string(h), func(t *testing.T) {
+			// The OT host fragments for its link (1500); the gateway, having
+			// reassembled, cannot forward such fragments into the tunnel
+			// (1420) and answers Packet Too Big. Prime the path MTU first.
+			for _, dst := range []netip.AddrPort{upAddr, rogueAddr} {
+				if err := sendUDP6(g.sb, h, 0, nil, dst, padded("prime.evil.test.", 3000)(0xffff)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+			ids := make([]uint16, len(rows))
+			for i, r := range rows {
+				ids[i] = uint16(0x6000 + hi*0x100 + i)
+				if err := sendUDP6(g.sb, h, r.opt, dstOpts, r.dst, r.payload(ids[i])); err != nil {
+					t.Fatalf("%s: %v", r.name, err)
+				}
+			}
+			time.Sleep(500 * time.Millisecond)
+			for i, r := range rows {
+				got := r.to.gotID(ids[i])
+				switch {
+				case r.must == "drop" && got:
+					t.Errorf("%s: reached %s", r.name, r.dst)
+				case r.must == "pass" && !got:
+					t.Errorf("%s: did not reach %s", r.name, r.dst)
+				case r.must == "observe":
+					t.Logf("%s: reached %s: %v", r.name, r.dst, got)
+				}
+			}
+			if err := g.sb.DialTCP(h, hostPort(rogue6, 53), time.Second); err == nil {
+				t.Errorf("TCP to [%s]:53 connected", rogue6)
+			}
+			if err := g.sb.DialTCP(h, hostPort(evilUpstream6, 53), time.Second); err == nil {
+				t.Errorf("TCP to [%s]:53 connected", evilUpstream6)
+			}
+		})
+	}
+	for _, n := range []string{"secret.exfil.example", "secret2.exfil.example"} {
+		if up.seen(n) || rogue.seen(n) {
+			t.Errorf("%s reached a resolver", n)
+		}
+	}
+	t.Logf("queue: %s", g.queueDrops())
+}
+
+// queueDrops is the transparent mode's queue counters, for the log.
+func (g *gateway) queueDrops() string {
+	return fmt.Sprint(g.labelledCounts("edgeward_dns_queue_dropped_total", "cause"))
+}
+
+// sendUDP6 sends one IPv6 datagram from host h to dst, with the sticky
+// extension header opt (unix.IPV6_DSTOPTS or IPV6_HOPOPTS, 0 for none)
+// holding hdr. Datagrams larger than the path MTU are fragmented by the
+// sender's kernel.
+func sendUDP6(s *sb.Sandbox, h sb.Host, opt int, hdr []byte, dst netip.AddrPort, payload []byte) error {
+	return s.Do(h, func() error {
+		c, err := net.ListenUDP("udp6", &net.UDPAddr{})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if opt != 0 {
+			raw, err := c.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				serr = unix.SetsockoptString(int(fd), unix.IPPROTO_IPV6, opt, string(hdr))
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("set extension header %d: %w", opt, serr)
+			}
+		}
+		_, err = c.WriteToUDPAddrPort(payload, dst)
+		return err
+	})
+}
