@@ -696,3 +696,132 @@ func sendUDP6(s *sb.Sandbox, h sb.Host, opt int, hdr []byte, dst netip.AddrPort,
 		return err
 	})
 }
+
+// TestTransparentDNSOtherServersAndPorts: answers from servers that are
+// not the name's upstream, DNS to an internet host's port 53 (UDP and
+// TCP, also toward an endpoint that lists port 53, also while the rules
+// are flushed), DNS on port 5353 and from source port 53 find no way
+// through.
+func TestTransparentDNSOtherServersAndPorts(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true, Extra: []demopolicy.Endpoint{
+		{Name: "dns-endpoint", To: []string{sb.EndpointHost4 + "/32"}, Ports: []string{"udp/53", "tcp/53"}},
+	}})
+	g.start()
+	for _, addr := range []string{hostPort(sb.InternetHost4, 53), hostPort(sb.EndpointHost4, 53)} {
+		if err := g.sb.ListenUDPEcho(sb.WAN, addr); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.sb.ListenTCPEcho(sb.WAN, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("answers from other servers", func(t *testing.T) {
+		for _, tc := range []struct {
+			from   sb.Host
+			src    string
+			forged string
+		}{
+			{sb.VPC, hostPort(sb.RogueResolver4, 53), "198.18.2.96"}, // through the tunnel
+			{sb.WAN, hostPort(sb.InternetHost4, 53), "198.18.2.95"},  // over the uplink
+		} {
+			var pc net.PacketConn
+			if err := g.sb.Do(sb.OT, func() error {
+				var err error
+				pc, err = net.ListenPacket("udp", ":40053")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			answer := dnsAnswer(t, "unasked.partner.test.", 3600, tc.forged)
+			to := netip.MustParseAddrPort(hostPort(sb.OTAddr4, 40053))
+			if err := rawUDP4(g.sb, tc.from, netip.MustParseAddrPort(tc.src), to, answer); err != nil {
+				t.Fatal(err)
+			}
+			pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			buf := make([]byte, 1500)
+			if n, _, err := pc.ReadFrom(buf); err == nil {
+				t.Errorf("an answer from %s reached the OT host (%d bytes)", tc.src, n)
+			}
+			pc.Close()
+			if err := g.sb.EchoTCP(sb.OT, hostPort(tc.forged, sb.LearnedPort), time.Second); err == nil {
+				t.Errorf("an answer from %s taught the data plane %s", tc.src, tc.forged)
+			}
+		}
+	})
+
+	t.Run("port 53 of hosts that are not upstreams", func(t *testing.T) {
+		for _, h := range []sb.Host{sb.OT, sb.Gateway} {
+			for _, dst := range []string{hostPort(sb.InternetHost4, 53), hostPort(sb.EndpointHost4, 53)} {
+				if err := g.sb.EchoUDP(h, dst, 500*time.Millisecond); err == nil {
+					t.Errorf("%s: UDP to %s came back", h, dst)
+				}
+				if err := g.sb.EchoTCP(h, dst, 500*time.Millisecond); err == nil {
+					t.Errorf("%s: TCP to %s came back", h, dst)
+				}
+			}
+		}
+	})
+
+	t.Run("port 5353 and source port 53", func(t *testing.T) {
+		for _, h := range []sb.Host{sb.OT, sb.Gateway} {
+			if err := g.sb.EchoUDP(h, hostPort(sb.InternetHost4, sb.UDPEchoPort), 500*time.Millisecond); err == nil {
+				t.Errorf("%s: DNS-free UDP to the internet host's 5353 came back", h)
+			}
+		}
+		// From source port 53 (a DNS answer's shape) to the internet
+		// host's echo: queued for its source port, refused as an answer
+		// from a host that is no upstream.
+		payload := dnsAnswer(t, "h1.partner.test.", 60, "198.18.1.1")
+		for _, h := range []sb.Host{sb.OT, sb.Gateway} {
+			if err := echoFromPort(g.sb, h, 53, hostPort(sb.InternetHost4, sb.UDPEchoPort), payload); err == nil {
+				t.Errorf("%s: UDP from port 53 to the internet host's 5353 came back", h)
+			}
+		}
+	})
+
+	t.Run("rules flushed: the data plane's gate", func(t *testing.T) {
+		for _, chain := range []string{"EDGEWARD-DNS-OUT", "EDGEWARD-DNS-FWD"} {
+			if _, err := g.sbOutput(sb.Gateway, "iptables", "-F", chain); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, h := range []sb.Host{sb.OT, sb.Gateway} {
+			dst := hostPort(sb.EndpointHost4, 53) // an endpoint that lists udp/53 and tcp/53
+			if err := g.sb.EchoUDP(h, dst, 300*time.Millisecond); err == nil {
+				t.Errorf("%s, rules flushed: UDP to %s came back", h, dst)
+			}
+			if err := g.sb.EchoTCP(h, dst, 300*time.Millisecond); err == nil {
+				t.Errorf("%s, rules flushed: TCP to %s came back", h, dst)
+			}
+		}
+		if n := g.counters()["tc_egress/drop/dns_unguarded"]; n == 0 {
+			t.Errorf("the gate counted nothing as dns_unguarded")
+		}
+	})
+}
+
+// echoFromPort sends payload from port srcPort of host h to a UDP echo at
+// dst and waits half a second for it to come back.
+func echoFromPort(s *sb.Sandbox, h sb.Host, srcPort uint16, dst string, payload []byte) error {
+	var c *net.UDPConn
+	err := s.Do(h, func() error {
+		local := &net.UDPAddr{Port: int(srcPort)}
+		if h == sb.Gateway {
+			local.IP = net.ParseIP(sb.GatewayWAN4) // the guard holds port 53 elsewhere
+		}
+		var err error
+		c, err = net.ListenUDP("udp", local)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.WriteToUDPAddrPort(payload, netip.MustParseAddrPort(dst)); err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _, err = c.ReadFrom(make([]byte, 1500))
+	return err
+}
