@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -824,4 +825,149 @@ func echoFromPort(s *sb.Sandbox, h sb.Host, srcPort uint16, dst string, payload 
 	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, _, err = c.ReadFrom(make([]byte, 1500))
 	return err
+}
+
+// dnsProber asks, from one socket in a host, every 10 ms: the rogue
+// resolver for an allowed name, and the upstream for a name off the list.
+// Any answer to either went around the guard.
+type dnsProber struct {
+	leaks, sent atomic.Int64
+	stop        chan struct{}
+	done        sync.WaitGroup
+}
+
+func (g *gateway) startProber(h sb.Host) *dnsProber {
+	g.t.Helper()
+	var c *net.UDPConn
+	if err := g.sb.Do(h, func() error {
+		var err error
+		c, err = net.ListenUDP("udp", &net.UDPAddr{})
+		return err
+	}); err != nil {
+		g.t.Fatal(err)
+	}
+	p := &dnsProber{stop: make(chan struct{})}
+	rogue := netip.MustParseAddrPort(rogueDNS)
+	upstream := netip.MustParseAddrPort(upstreamDNS)
+	p.done.Add(2)
+	go func() {
+		defer p.done.Done()
+		buf := make([]byte, 1500)
+		for {
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			select {
+			case <-p.stop:
+				if err != nil {
+					return
+				}
+			default:
+			}
+			if err == nil {
+				m := new(dns.Msg)
+				if m.Unpack(buf[:n]) == nil && (from.Addr().Unmap() == rogue.Addr() || len(m.Question) == 1 && strings.HasPrefix(m.Question[0].Name, "x-")) {
+					p.leaks.Add(1)
+				}
+			}
+		}
+	}()
+	go func() {
+		defer p.done.Done()
+		defer func() { time.Sleep(300 * time.Millisecond); c.Close() }()
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			for _, q := range []struct {
+				to   netip.AddrPort
+				name string
+			}{{rogue, fmt.Sprintf("h%d.partner.test.", 1+i%250)}, {upstream, fmt.Sprintf("x-%d.y.partner.test.", i)}} {
+				m := new(dns.Msg)
+				m.SetQuestion(q.name, dns.TypeA)
+				b, _ := m.Pack()
+				if _, err := c.WriteToUDPAddrPort(b, q.to); err == nil {
+					p.sent.Add(1)
+				}
+			}
+		}
+	}()
+	return p
+}
+
+// finish stops the prober and returns how many answers leaked.
+func (p *dnsProber) finish() int64 {
+	close(p.stop)
+	p.done.Wait()
+	return p.leaks.Load()
+}
+
+// TestTransparentDNSRestartAndQueueChange: while the OT host and a process
+// on the gateway keep asking a rogue resolver for allowed names and the
+// upstream for names off the list, the daemon is killed and started again,
+// then reloaded with another queue number. Nothing is answered around the
+// guard at any time; afterwards the new queue judges.
+func TestTransparentDNSRestartAndQueueChange(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.start()
+	probers := []*dnsProber{g.startProber(sb.OT), g.startProber(sb.Gateway)}
+
+	time.Sleep(300 * time.Millisecond)
+	g.kill()
+	time.Sleep(500 * time.Millisecond)
+	g.start()
+	time.Sleep(300 * time.Millisecond)
+
+	data, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "  transparent: true", "  transparent: true\n  queue: {number: 77}", 1)
+	writeFile(t, g.cfgPath, text)
+	if out, err := g.cli("reload", "-c", g.cfgPath); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	var leaks, sent int64
+	for _, p := range probers {
+		leaks += p.finish()
+		sent += p.sent.Load()
+	}
+	if leaks != 0 {
+		t.Errorf("%d of %d probes were answered around the guard during the restart and the reload", leaks, sent)
+	}
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		out, err := g.sbOutput(sb.Gateway, cmd, "-S")
+		if err != nil || strings.Contains(out, "--queue-num 53") || !strings.Contains(out, "--queue-num 77") {
+			t.Errorf("%s after the reload to queue 77: %v\n%s", cmd, err, out)
+		}
+	}
+	queues, err := g.sbOutput(sb.Gateway, "cat", "/proc/net/netfilter/nfnetlink_queue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(queues), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			bound[f[0]] = true
+		}
+	}
+	if !bound["77"] || bound["53"] {
+		t.Errorf("queues bound after the reload: %v, want 77 alone", bound)
+	}
+	if resp, err := g.sb.Query(sb.OT, upstreamDNS, "h42.partner.test", false, 2*time.Second); err != nil || sb.FirstA(resp) != "198.18.1.42" {
+		t.Errorf("an allowed name after the reload: %v %v", resp, err)
+	}
+	if resp, err := g.sb.Query(sb.OT, rogueDNS, "h43.partner.test", false, 500*time.Millisecond); err == nil {
+		t.Errorf("the rogue resolver answered after the reload: %v", resp)
+	}
+	for _, q := range g.sb.ResolverQueries() {
+		if strings.HasPrefix(q.Name, "x-") || q.Server == sb.RogueResolver4 {
+			t.Errorf("%s reached %s", q.Name, q.Server)
+			break
+		}
+	}
+	t.Logf("%d probes sent", sent)
 }
