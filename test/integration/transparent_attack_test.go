@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
@@ -970,4 +972,199 @@ func TestTransparentDNSRestartAndQueueChange(t *testing.T) {
 		}
 	}
 	t.Logf("%d probes sent", sent)
+}
+
+// TestExplainHostileArguments: explain with arguments that make no sense
+// fails with a message (exit 1 or 2), never a crash; explains run at once
+// agree; explains during reloads always give one of the two policies'
+// answers; and none of it changes a counter or an entry of a map real
+// traffic uses.
+func TestExplainHostileArguments(t *testing.T) {
+	// Learned entries outlive the test.
+	g := newGateway(t, demopolicy.Params{Transparent: true, TTLMin: "10m", TTLMax: "1h", Extra: []demopolicy.Endpoint{
+		{Name: "dns-endpoint", To: []string{sb.EndpointHost4 + "/32"}, Ports: []string{"udp/53"}},
+	}})
+	g.start()
+	if _, err := g.sb.Resolve(sb.OT, "h1.partner.test"); err != nil {
+		t.Fatal(err)
+	}
+	wg, _ := g.sb.WireGuard()
+	before, mapsBefore := g.explainNoise(), g.mapEntries()
+
+	bad := [][]string{
+		{"-on", "nonexistent0", "tcp", "198.18.0.20:443"},
+		{"-on", strings.Repeat("a", 5000), "tcp", "198.18.0.20:443"},
+		{"-on", "../../../../etc/passwd", "tcp", "198.18.0.20:443"},
+		{"-from", "eth0", "tcp", "198.18.0.20:443"}, // the OT host's interface, another namespace
+		{"-from", "lan0", "-on", "wan0", "tcp", "198.18.0.20:443"},
+		{"-from", "wan0", "tcp", "10.10.0.2:22"}, // no -src
+		{"-from", "lo", "tcp", "198.18.0.20:443"},
+		{"-from", wg, "tcp", "10.10.0.2:22"},
+		{"tcp", "198.18.0.20:70000"},
+		{"tcp", "198.18.0.20:-1"},
+		{"tcp", "198.18.0.20"},
+		{"tcp", "198.18.0.20:443:1"},
+		{"sctp", "198.18.0.20:443"},
+		{"icmp", "198.18.0.20:443"},
+		{"-from", "lan0", "-src", "10.10.0.2", "udp", "[2001:db8:18::20]:53"},
+		{"-src", "fd00:10::2", "tcp", "198.18.0.20:443"},
+		{"-src", "10.10.0.2:99999", "tcp", "198.18.0.20:443"},
+		{"-tcp-flags", "syn,,ack", "tcp", "198.18.0.20:443"},
+		{"-tcp-flags", "urg", "tcp", "198.18.0.20:443"},
+		{"tcp"},
+		{"tcp", "198.18.0.20:443", "extra"},
+	}
+	for _, args := range bad {
+		out, err := g.cli(append([]string{"explain", "-c", g.cfgPath}, args...)...)
+		if code := exitCode(err); code != 1 && code != 2 || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") || strings.TrimSpace(out) == "" {
+			t.Errorf("explain %q: exit %d\n%s", shorten(args), code, out)
+		}
+	}
+
+	odd := []struct {
+		args            []string
+		verdict, reason string
+	}{
+		{[]string{"tcp", "[::ffff:198.18.0.20]:443"}, "pass", "endpoint"}, // IPv4-mapped counts as IPv4
+		{[]string{"-from", "lan0", "-src", "[::ffff:10.10.0.2]:40000", "tcp", "[::ffff:198.18.1.1]:8883"}, "pass", "learned"},
+		{[]string{"-on", "wan0", "udp", "198.18.0.20:53"}, "drop", "dns_unguarded"},
+		{[]string{"-from", "lan0", "udp", "198.18.0.20:53"}, "", ""},
+		{[]string{"-on", "wan0", "tcp", "0.0.0.0:0"}, "", ""},
+		{[]string{"-on", "wan0", "udp", "255.255.255.255:67"}, "", ""},
+		{[]string{"-on", "wan0", "udp", "224.0.0.251:5353"}, "", ""},
+		{[]string{"-on", "wan0", "tcp", "[fe80::1%wan0]:443"}, "", ""},
+		{[]string{"-from", "wan0", "-src", "10.20.0.2:53", "udp", "10.10.0.2:40000"}, "", ""},
+		{[]string{"-from", "lan0", "-src", "10.20.0.2:53", "udp", "10.20.8.15:5353"}, "", ""},
+	}
+	for _, o := range odd {
+		out, err := g.cli(append([]string{"explain", "-c", g.cfgPath, "-json"}, o.args...)...)
+		var a explainAnswer
+		if err != nil || json.Unmarshal([]byte(out), &a) != nil {
+			t.Errorf("explain %q: %v\n%s", o.args, err, out)
+			continue
+		}
+		if o.verdict != "" && (a.Verdict != o.verdict || a.Reason != o.reason) {
+			t.Errorf("explain %q: %s %s, want %s %s", o.args, a.Verdict, a.Reason, o.verdict, o.reason)
+		}
+	}
+
+	t.Run("concurrent", func(t *testing.T) {
+		args := []string{"explain", "-c", g.cfgPath, "-json", "-from", "lan0", "tcp", "198.18.1.1:8883"}
+		var wgr sync.WaitGroup
+		outs := make([]string, 8)
+		for i := range outs {
+			wgr.Go(func() {
+				out, err := g.cli(args...)
+				if err != nil {
+					out = err.Error() + "\n" + out
+				}
+				outs[i] = out
+			})
+		}
+		wgr.Wait()
+		for _, out := range outs {
+			if !strings.Contains(out, `"reason": "learned"`) && !strings.Contains(out, `"reason":"learned"`) {
+				t.Errorf("a concurrent explain: %s", out)
+			}
+		}
+	})
+
+	t.Run("during reloads", func(t *testing.T) {
+		other := demopolicy.Params{Transparent: true, TTLMin: "10m", TTLMax: "1h", Extra: []demopolicy.Endpoint{
+			{Name: "dns-endpoint", To: []string{sb.EndpointHost4 + "/32"}, Ports: []string{"udp/53"}},
+			{Name: "internet-https", To: []string{sb.InternetHost4 + "/32"}, Ports: []string{"tcp/443"}},
+		}}
+		same := other
+		same.Extra = other.Extra[:1]
+		stop := make(chan struct{})
+		var reloads atomic.Int64
+		var wgr sync.WaitGroup
+		wgr.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					rewritePolicy(t, g, same)
+					g.cli("reload", "-c", g.cfgPath)
+					return
+				default:
+				}
+				p := same
+				if i%2 == 0 {
+					p = other
+				}
+				rewritePolicy(t, g, p)
+				if out, err := g.cli("reload", "-c", g.cfgPath); err != nil {
+					t.Errorf("reload: %v\n%s", err, out)
+				}
+				reloads.Add(1)
+			}
+		})
+		for range 15 {
+			out, err := g.cli("explain", "-c", g.cfgPath, "-json", "tcp", hostPort(sb.InternetHost4, 443))
+			var a explainAnswer
+			if err != nil || json.Unmarshal([]byte(out), &a) != nil {
+				t.Errorf("explain during a reload: %v\n%s", err, out)
+				continue
+			}
+			if !(a.Verdict == "pass" && a.Reason == "endpoint") && !(a.Verdict == "drop" && a.Reason == "no_rule") {
+				t.Errorf("explain during a reload: %s %s rule %+v", a.Verdict, a.Reason, a.Rule)
+			}
+		}
+		close(stop)
+		wgr.Wait()
+		t.Logf("%d reloads", reloads.Load())
+	})
+
+	if diff := cmp.Diff(before, g.explainNoise()); diff != "" {
+		t.Errorf("explaining changed counters (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(mapsBefore, g.mapEntries()); diff != "" {
+		t.Errorf("explaining changed map entries (-before +after):\n%s", diff)
+	}
+}
+
+func shorten(args []string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		if len(a) > 40 {
+			out[i] = a[:40] + "..."
+		}
+	}
+	return out
+}
+
+// explainNoise is the kernel's counters without what the tunnel, the links
+// and the WAN side's multicast move on their own (and reloads do not
+// touch): cells explain probes would hit if it counted.
+func (g *gateway) explainNoise() map[string]uint64 {
+	out := g.quietCounters()
+	for _, cell := range []string{"tc_egress/pass/endpoint", "uplink_ingress/pass/peer", "uplink_ingress/pass/flow", "uplink_ingress/drop/unsolicited"} {
+		delete(out, cell)
+	}
+	return out
+}
+
+// mapEntries counts the entries of the maps real traffic writes, from
+// status.
+func (g *gateway) mapEntries() map[string]int {
+	out, err := g.cli("status", "-c", g.cfgPath, "-json")
+	if err != nil && exitCode(err) != 3 {
+		g.t.Fatalf("status: %v\n%s", err, out)
+	}
+	var st struct {
+		Maps []struct {
+			Map     string
+			Entries int
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		g.t.Fatal(err)
+	}
+	m := map[string]int{}
+	for _, e := range st.Maps {
+		if e.Map != "ew_rules4" && e.Map != "ew_rules6" {
+			m[e.Map] = e.Entries
+		}
+	}
+	return m
 }
