@@ -1168,3 +1168,32 @@ func (g *gateway) mapEntries() map[string]int {
 	}
 	return m
 }
+
+// TestExplainDNSFromLAN: with transparent mode, DNS from an OT host to an
+// endpoint that lists udp/53 is dropped (the queue refuses a server that
+// is no upstream, and tc_egress's gate drops it without the guard's mark),
+// yet explain -from lan0 runs xdp_lan alone and reports it passing.
+//
+// DEFECT (fails today): explain says "pass, endpoint dns-endpoint".
+func TestExplainDNSFromLAN(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true, Extra: []demopolicy.Endpoint{
+		{Name: "dns-endpoint", To: []string{sb.EndpointHost4 + "/32"}, Ports: []string{"udp/53"}},
+	}})
+	g.start()
+	dst := hostPort(sb.EndpointHost4, 53)
+	if err := g.sb.ListenUDPEcho(sb.WAN, dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.sb.EchoUDP(sb.OT, dst, time.Second); err == nil {
+		t.Fatalf("UDP from the OT host to %s came back", dst)
+	}
+
+	out, err := g.cli("explain", "-c", g.cfgPath, "-json", "-from", sb.GatewayLANIface, "udp", dst)
+	var a explainAnswer
+	if err != nil || json.Unmarshal([]byte(out), &a) != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	if a.Verdict == "pass" {
+		t.Errorf("explain -from %s udp %s: %s %s (rule %q), but the data path drops it", sb.GatewayLANIface, dst, a.Verdict, a.Reason, a.Rule.Name)
+	}
+}
