@@ -1252,3 +1252,49 @@ func TestTransparentDNSUDPGSO(t *testing.T) {
 		t.Errorf("the second segment, a name off the list, reached the upstream")
 	}
 }
+
+// TestTransparentDNSRuleAheadOfTheJump: a firewall script inserts an
+// ACCEPT at the top of FORWARD or OUTPUT after the daemon started (as
+// hand-written gateway scripts and container runtimes do). The jump into
+// the guard's chain is still there, once, so the daemon's check calls the
+// rules intact; but DNS to a resolver in the VPC, where no data-plane
+// gate stands, now bypasses the queue for good.
+//
+// DEFECT (fails today): long after the 2 s check, queries reach the rogue
+// resolver and names off the list reach the upstream (their answers are
+// still dropped on the way back), and status says the rules are intact.
+func TestTransparentDNSRuleAheadOfTheJump(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.start()
+
+	for i, tc := range []struct {
+		from  sb.Host
+		chain string
+		rule  []string
+	}{
+		{sb.OT, "FORWARD", []string{"-i", sb.GatewayLANIface, "-j", "ACCEPT"}},
+		{sb.Gateway, "OUTPUT", []string{"-o", "wg+", "-j", "ACCEPT"}},
+	} {
+		t.Run(tc.chain, func(t *testing.T) {
+			args := append([]string{"-I", tc.chain, "1"}, tc.rule...)
+			if _, err := g.sbOutput(sb.Gateway, "iptables", args...); err != nil {
+				t.Fatal(err)
+			}
+			defer g.sbOutput(sb.Gateway, "iptables", append([]string{"-D", tc.chain}, tc.rule...)...)
+			time.Sleep(2500 * time.Millisecond) // longer than the daemon's check
+
+			// The answers still cross the guard's INPUT and FORWARD rules
+			// (they arrive on the tunnel) and are dropped; the queries are
+			// what leak: to a resolver no config names, and names off the
+			// list to the upstream, which resolves them for anyone.
+			rogueName := fmt.Sprintf("h%d.partner.test", 60+i)
+			offList := "x-" + randomLabel() + ".y.partner.test"
+			g.sb.Query(tc.from, rogueDNS, rogueName, false, 300*time.Millisecond)
+			g.sb.Query(tc.from, upstreamDNS, offList, false, 300*time.Millisecond)
+			g.checkNeverReached(t, rogueName, offList)
+			if out, err := g.cli("status", "-c", g.cfgPath, "-json"); err == nil && strings.Contains(out, `"dns_rules": "intact"`) {
+				t.Errorf("status calls the rules intact while %s accepts before the jump", tc.chain)
+			}
+		})
+	}
+}
