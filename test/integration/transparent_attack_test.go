@@ -1260,6 +1260,9 @@ func TestTransparentDNSUDPGSO(t *testing.T) {
 // rules intact; but DNS to a resolver in the VPC, where no data-plane
 // gate stands, now bypasses the queue for good.
 //
+// The same holds for a rule of ours replaced by another (iptables -R): the
+// check counts rules, it does not compare them.
+//
 // DEFECT (fails today): long after the 2 s check, queries reach the rogue
 // resolver and names off the list reach the upstream (their answers are
 // still dropped on the way back), and status says the rules are intact.
@@ -1297,4 +1300,21 @@ func TestTransparentDNSRuleAheadOfTheJump(t *testing.T) {
 			}
 		})
 	}
+
+	// The check counts rules per chain; a rule replaced by another keeps
+	// the count. Here the first rule of the OUTPUT chain ("-o lo -j
+	// RETURN") becomes "-j RETURN": everything the gateway sends skips
+	// the queue.
+	t.Run("a rule of ours replaced", func(t *testing.T) {
+		if _, err := g.sbOutput(sb.Gateway, "iptables", "-R", "EDGEWARD-DNS-OUT", "1", "-j", "RETURN"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		offList := "x-" + randomLabel() + ".y.partner.test"
+		g.sb.Query(sb.Gateway, upstreamDNS, offList, false, 300*time.Millisecond)
+		g.checkNeverReached(t, offList)
+		if out, err := g.sbOutput(sb.Gateway, "iptables", "-S", "EDGEWARD-DNS-OUT"); err != nil || !strings.Contains(out, "-o lo") {
+			t.Errorf("the replaced rule was not restored: %v\n%s", err, out)
+		}
+	})
 }
