@@ -1318,3 +1318,25 @@ func TestTransparentDNSRuleAheadOfTheJump(t *testing.T) {
 		}
 	})
 }
+
+// TestTransparentDNSAuditMode: mode audit "passes everything and counts
+// what it would have dropped" (README), and the packaged example starts in
+// audit so that an operator sees what enforce would drop before it does.
+// With transparent mode on, the queue drops DNS all the same.
+//
+// DEFECT (fails today): in audit mode a name off the list and a resolver
+// no config names get no answer; nothing is counted as audit.
+func TestTransparentDNSAuditMode(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true, Mode: config.ModeAudit})
+	g.start()
+	if _, err := g.sb.Query(sb.OT, upstreamDNS, "h1.partner.test", false, 2*time.Second); err != nil {
+		t.Fatalf("an allowed name in audit mode: %v", err)
+	}
+	if _, err := g.sb.Query(sb.OT, rogueDNS, "h2.partner.test", false, time.Second); err != nil {
+		t.Errorf("audit mode: a resolver no config names got nothing: %v", err)
+	}
+	if _, err := g.sb.Query(sb.OT, upstreamDNS, "x-"+randomLabel()+".y.partner.test", false, time.Second); err != nil {
+		t.Errorf("audit mode: a name off the list got nothing: %v", err)
+	}
+	t.Logf("intercepted: %v", g.interceptCounts())
+}
