@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/florianl/go-nfqueue/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -1339,4 +1341,65 @@ func TestTransparentDNSAuditMode(t *testing.T) {
 		t.Errorf("audit mode: a name off the list got nothing: %v", err)
 	}
 	t.Logf("intercepted: %v", g.interceptCounts())
+}
+
+// TestTransparentDNSQueueTakenOnReload: the operator reloads with a
+// dns.queue.number that another program on the gateway already reads (an
+// IPS such as Suricata in NFQUEUE mode, which accepts what it does not
+// block). The reload must fail without leaving DNS to that reader: the
+// daemon installs the rules for the new number before it knows it can
+// bind it.
+//
+// DEFECT (fails today): the rules point at the foreign queue, whose reader
+// accepts everything; names off the list and a rogue resolver get answers.
+// The reload reports "rejected, the previous policy stays in force", yet
+// the guard is stopped: its listener no longer answers either.
+func TestTransparentDNSQueueTakenOnReload(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.start()
+
+	var foreign *nfqueue.Nfqueue
+	err := g.sb.Do(sb.Gateway, func() error {
+		var err error
+		foreign, err = nfqueue.Open(&nfqueue.Config{NfQueue: 77, MaxPacketLen: 0xffff, MaxQueueLen: 64, Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: time.Second})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var seen atomic.Int64
+	if err := foreign.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
+		seen.Add(1)
+		foreign.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+		return 0
+	}, func(error) int { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+
+	data, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, g.cfgPath, strings.Replace(string(data), "  transparent: true", "  transparent: true\n  queue: {number: 77}", 1))
+	out, err := g.cli("reload", "-c", g.cfgPath)
+	t.Logf("reload to a taken queue: %v\n%s", err, out)
+
+	if resp, err := g.sb.Query(sb.OT, rogueDNS, "h70.partner.test", false, time.Second); err == nil {
+		t.Errorf("after the reload, the rogue resolver answered: %v", sb.FirstA(resp))
+	}
+	offList := "x-" + randomLabel() + ".y.partner.test"
+	if _, err := g.sb.Query(sb.Gateway, upstreamDNS, offList, false, time.Second); err == nil {
+		t.Errorf("after the reload, a name off the list from the gateway was answered")
+	}
+	g.checkNeverReached(t, "h70.partner.test", offList)
+	if n := seen.Load(); n > 0 {
+		t.Errorf("%d DNS packets went to the foreign queue's reader", n)
+	}
+	// The client was told "rejected, the previous policy stays in force".
+	if _, err := g.sb.Resolve(sb.OT, "h71.partner.test"); err != nil {
+		t.Errorf("after the rejected reload, the guard's own listener does not answer: %v", err)
+	}
 }
