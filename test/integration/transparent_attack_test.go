@@ -1403,3 +1403,45 @@ func TestTransparentDNSQueueTakenOnReload(t *testing.T) {
 		t.Errorf("after the rejected reload, the guard's own listener does not answer: %v", err)
 	}
 }
+
+// TestTransparentDNSClientOnPort53: some DNS clients and forwarders send
+// their queries from source port 53 (BIND's query-source port 53, older
+// embedded stacks, a site resolver forwarding to the gateway). Through the
+// gateway to the upstream that works in transparent mode; to the guard's
+// own listener it does not: the INPUT chain queues every datagram from
+// port 53 as if it were an answer, and the judge refuses a query to a
+// server that is no upstream.
+//
+// DEFECT (fails today): the guard's listener never answers a client on
+// port 53 once transparent mode is on (it does without it).
+func TestTransparentDNSClientOnPort53(t *testing.T) {
+	g := newGateway(t, demopolicy.Params{Transparent: true})
+	g.start()
+
+	ask := func(server string) error {
+		m := new(dns.Msg)
+		m.SetQuestion("h80.partner.test.", dns.TypeA)
+		b, _ := m.Pack()
+		var c *net.UDPConn
+		if err := g.sb.Do(sb.OT, func() error {
+			var err error
+			c, err = net.ListenUDP("udp", &net.UDPAddr{Port: 53})
+			return err
+		}); err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.WriteToUDPAddrPort(b, netip.MustParseAddrPort(server)); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, _, err := c.ReadFrom(make([]byte, 1500))
+		return err
+	}
+	if err := ask(upstreamDNS); err != nil {
+		t.Errorf("from port 53 through the gateway to the upstream: %v", err)
+	}
+	if err := ask(hostPort(sb.GatewayLAN4, 53)); err != nil {
+		t.Errorf("from port 53 to the guard's own listener: %v; intercepted %v", err, g.interceptCounts())
+	}
+}
