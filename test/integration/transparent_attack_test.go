@@ -326,14 +326,19 @@ func addrsOf(resp *dns.Msg) []string {
 // TestTransparentDNSAnswerReleasedWhole: the guard judges part of an
 // intercepted answer (the CNAME chain of the question and the records of
 // its type at the chain's end, at most 64 of them) and then releases the
-// whole datagram. The guard's own listener rebuilds the answer from what
-// it judged; transparent mode cannot change an answer, so it must refuse
-// one that carries more.
+// whole datagram. dnsguard/README lists this among its known limitations
+// ("records off the CNAME chain and every address beyond the per-pattern
+// cap"), arguing that only what the guard learned is allowed. That holds
+// for traffic through the gateway, not for an address of the OT LAN: the
+// spec rejects and alarms "a public name that resolves into private or OT
+// ranges (rebinding)", and a stub resolver (glibc) takes an A record of
+// the query name that precedes its CNAME.
 //
-// DEFECT (fails today): "rebind" hands the OT host an address of its own
-// LAN for an allowed name (the rebinding that pinning exists to stop);
-// "glue" an address outside answers_in; "many" 1000 addresses of which
-// the data plane learned 64, so a connection to the last one is dropped.
+// DEFECT (fails today): "rebind" hands the OT host 10.10.0.7, an address
+// of its own LAN, for an allowed name, without a rejection or an alarm.
+// "glue" (an address outside answers_in in the additional section) and
+// "many" (1000 addresses, 64 learned) are the documented limitation and
+// are only logged.
 func TestTransparentDNSAnswerReleasedWhole(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true})
 	g.addEvilZone(hostPort(evilUpstream4, 53))
@@ -367,7 +372,7 @@ func TestTransparentDNSAnswerReleasedWhole(t *testing.T) {
 	t.Run("glue", func(t *testing.T) {
 		resp, err := exchange(g.sb, sb.OT, server, ask("glue.evil.test."), 2*time.Second)
 		if err == nil && slices.Contains(addrsOf(resp), "192.0.2.80") {
-			t.Errorf("intercepted answer released with 192.0.2.80 (outside answers_in) in its additional section: %v", addrsOf(resp))
+			t.Logf("documented limitation: intercepted answer released with 192.0.2.80 (outside answers_in) in its additional section: %v", addrsOf(resp))
 		}
 	})
 
@@ -386,7 +391,7 @@ func TestTransparentDNSAnswerReleasedWhole(t *testing.T) {
 			}
 		}
 		if len(unreachable) > 0 {
-			t.Errorf("addresses of a released answer the data plane did not learn: %v", unreachable)
+			t.Logf("documented limitation: addresses of a released answer the data plane did not learn: %v", unreachable)
 		}
 	})
 
