@@ -17,6 +17,10 @@ import (
 type Intercepted struct {
 	Src, Dst netip.AddrPort
 	Payload  []byte // the UDP payload: one DNS message
+	// FromLAN is set when the datagram came in on a LAN interface. An
+	// answer never does: upstreams sit behind the tunnel or an uplink,
+	// so one from the LAN is forged, whatever its source address says.
+	FromLAN bool
 }
 
 // Kinds of intercepted messages, the values of the label "kind".
@@ -40,13 +44,14 @@ type InterceptVerdict struct {
 const (
 	ResultWrongServer = "wrong_server"
 	ResultUnsolicited = "unsolicited"
+	ResultFromLAN     = "from_lan"
 )
 
 // interceptResults are the results an intercepted message can have, for
 // counting with a fixed label set.
 var interceptResults = []string{
 	resultAllowed.String(), resultForwarded.String(), resultDenied.String(), resultMalformed.String(),
-	ResultWrongServer, ResultUnsolicited, resultPublicAnswer.String(), resultPrivateAnswer.String(), resultBadAnswer.String(),
+	ResultWrongServer, ResultUnsolicited, ResultFromLAN, resultPublicAnswer.String(), resultPrivateAnswer.String(), resultBadAnswer.String(),
 	resultTruncated.String(), resultLearnFailed.String(),
 }
 
@@ -128,6 +133,9 @@ func (g *Guard) judgeInterceptedQuery(p Intercepted, q *dns.Msg) InterceptVerdic
 
 func (g *Guard) judgeInterceptedAnswer(ctx context.Context, p Intercepted, resp *dns.Msg) InterceptVerdict {
 	refuse := func(r result) InterceptVerdict { return InterceptVerdict{Kind: KindAnswer, Result: r.String()} }
+	if p.FromLAN {
+		return InterceptVerdict{Kind: KindAnswer, Result: ResultFromLAN}
+	}
 	if len(resp.Question) != 1 || resp.Opcode != dns.OpcodeQuery {
 		return refuse(resultMalformed)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,8 @@ func TestJudgeIntercepted(t *testing.T) {
 			InterceptVerdict{Kind: KindAnswer, Result: "malformed"}, 0, nil},
 		{"answer from the upstream", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
 			InterceptVerdict{Accept: true, Kind: KindAnswer, Result: "allowed"}, 1, []*Intercepted{asked("api.example.com.")}},
+		{"answer that came in on a LAN interface", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
+			InterceptVerdict{Kind: KindAnswer, Result: ResultFromLAN}, 0, []*Intercepted{asked("api.example.com.")}},
 		{"answer to no query (forged)", up, client, answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
 			InterceptVerdict{Kind: KindAnswer, Result: ResultUnsolicited}, 0, nil},
 		{"answer to another client's query", up, netip.MustParseAddrPort("10.10.0.3:41000"), answer("api.example.com.", "api.example.com. 300 IN A 10.20.8.15"),
@@ -101,7 +104,8 @@ func TestJudgeIntercepted(t *testing.T) {
 				g.JudgeIntercepted(context.Background(), *p)
 			}
 			learner.take()
-			got := g.JudgeIntercepted(context.Background(), Intercepted{Src: tc.src, Dst: tc.dst, Payload: tc.payload})
+			fromLAN := strings.Contains(tc.name, "LAN interface")
+			got := g.JudgeIntercepted(context.Background(), Intercepted{Src: tc.src, Dst: tc.dst, Payload: tc.payload, FromLAN: fromLAN})
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("verdict (-want +got):\n%s", diff)
 			}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,10 @@ import (
 // Judge decides on one intercepted DNS message: dnsguard.Guard's
 // JudgeIntercepted. It must honour ctx and be safe on any bytes.
 type Judge func(ctx context.Context, p dnsguard.Intercepted) dnsguard.InterceptVerdict
+
+// IsLAN tells whether the interface with this index faces the OT network.
+// The queue marks datagrams that came in on one (Intercepted.FromLAN).
+type IsLAN func(ifindex int) bool
 
 // maxDatagram is the most of a queued packet copied to the reader: a whole
 // UDP datagram, so an answer is judged on all of its records.
@@ -57,7 +62,7 @@ type Queue struct {
 // Open binds queue num with room for length waiting packets and starts
 // judging its packets with judge. It fails when the kernel has no NFQUEUE
 // or another program holds num.
-func Open(num uint16, length uint32, judge Judge, log *slog.Logger) (*Queue, error) {
+func Open(num uint16, length uint32, judge Judge, isLAN IsLAN, log *slog.Logger) (*Queue, error) {
 	nf, err := nfqueue.Open(&nfqueue.Config{
 		NfQueue:      num,
 		MaxQueueLen:  length,
@@ -95,7 +100,7 @@ func Open(num uint16, length uint32, judge Judge, log *slog.Logger) (*Queue, err
 
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queue{num: num, netns: home, stats: stats, nf: nf, log: log, cancel: cancel, done: make(chan struct{})}
-	hook := func(a nfqueue.Attribute) int { q.handle(ctx, judge, a); return 0 }
+	hook := func(a nfqueue.Attribute) int { q.handle(ctx, judge, isLAN, a); return 0 }
 	if err := nf.RegisterWithErrorFunc(ctx, hook, q.onError); err != nil {
 		cancel()
 		nf.Close()
@@ -111,8 +116,8 @@ func Open(num uint16, length uint32, judge Judge, log *slog.Logger) (*Queue, err
 }
 
 // handle judges one packet and issues its verdict. A packet that does not
-// parse, or that the judge refuses, is dropped.
-func (q *Queue) handle(ctx context.Context, judge Judge, a nfqueue.Attribute) {
+// parse, or that the judge refuses, is dropped. isLAN may be nil.
+func (q *Queue) handle(ctx context.Context, judge Judge, isLAN IsLAN, a nfqueue.Attribute) {
 	if a.PacketID == nil {
 		return
 	}
@@ -122,6 +127,7 @@ func (q *Queue) handle(ctx context.Context, judge Judge, a nfqueue.Attribute) {
 		if err != nil {
 			q.unparsable.Add(1)
 		} else {
+			p.FromLAN = a.InDev != nil && isLAN != nil && isLAN(int(*a.InDev))
 			accept = judge(ctx, p).Accept
 		}
 	}
@@ -197,6 +203,8 @@ func (q *Queue) KeepRules(interval time.Duration) {
 			q.log.Error("transparent dns: cannot enter the queue's network namespace; the rules are not watched", "err", err)
 			return
 		}
+		var want []string
+		q.restoreRules(&want)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
@@ -204,7 +212,7 @@ func (q *Queue) KeepRules(interval time.Duration) {
 			case <-q.done:
 				return
 			case <-tick.C:
-				q.restoreRules()
+				q.restoreRules(&want)
 			}
 		}
 	}()
@@ -225,18 +233,34 @@ func (q *Queue) enterHome() error {
 	return netns.Set(q.netns)
 }
 
-func (q *Queue) restoreRules() {
+// restoreRules installs the rules again when they are not intact, or when
+// their text differs from what it was when they were last known intact
+// (a rule of ours replaced by another of the same count). want is that
+// text, kept between calls by the keeper's goroutine.
+func (q *Queue) restoreRules(want *[]string) {
 	intact, err := Intact(q.num)
 	if err != nil {
 		q.logError("transparent dns: cannot check the rules", err)
 		return
 	}
-	if intact {
+	saved, err := Saved()
+	if err != nil {
+		q.logError("transparent dns: cannot check the rules", err)
 		return
 	}
+	if intact && *want == nil {
+		*want = saved // the first check after the daemon installed them
+	}
+	if intact && slices.Equal(saved, *want) {
+		return
+	}
+
 	if err := Install(q.num); err != nil {
 		q.logError("transparent dns: the rules were changed and cannot be restored", err)
 		return
+	}
+	if *want, err = Saved(); err != nil {
+		*want = nil
 	}
 	q.restores.Add(1)
 	q.log.Warn("transparent dns: the rules were changed by another program; restored them", "queue", q.num)

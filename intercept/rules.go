@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 	"text/template"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/coreos/go-iptables/iptables"
 )
@@ -17,6 +20,23 @@ const (
 	GuardMark uint32 = 0x4577 // "Ew"
 	GuardMask uint32 = 0xffff
 )
+
+// MarkSocket gives a socket GuardMark, as a net.ListenConfig or
+// net.Dialer Control function: what the guard sends from it passes the
+// rules unqueued. It fails without CAP_NET_ADMIN.
+func MarkSocket(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(GuardMark))
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("mark the socket (SO_MARK %#x): %w", GuardMark, serr)
+	}
+	return nil
+}
 
 // The chains of the rules, and the built-in chain each hangs from.
 const (
@@ -47,6 +67,7 @@ var ruleset = template.Must(template.New("rules").Parse(`*filter
 -A {{.Fwd}} -p tcp --dport 53 -j REJECT --reject-with tcp-reset
 -A {{.Fwd}} -p tcp --sport 53 -j DROP
 -A {{.In}} -i lo -j RETURN
+-A {{.In}} -p udp --dport 53 -j RETURN
 -A {{.In}} -m connmark --mark {{.Mark}} -j RETURN
 -A {{.In}} -p udp --sport 53 -j NFQUEUE --queue-num {{.Queue}}
 COMMIT
@@ -116,26 +137,48 @@ func install(f family, text string) error {
 	return nil
 }
 
-// oneJump leaves exactly one jump from the built-in chain to ours: it adds
-// it first in the chain when it is missing, and removes extra copies.
+// oneJump leaves exactly one jump from the built-in chain to ours, as its
+// first rule: a rule another program puts ahead of it (an ACCEPT) would
+// let DNS past the queue. The jump is inserted first before any copy is
+// removed, so the chain is never without one.
 func oneJump(ipt *iptables.IPTables, from, to string) error {
 	rules, err := ipt.List("filter", from)
 	if err != nil {
 		return err
 	}
-	n := 0
-	for _, r := range rules {
-		if r == "-A "+from+" -j "+to {
+	jump := "-A " + from + " -j " + to
+	n, first := 0, false
+	for i, r := range rules {
+		if r == jump {
 			n++
+			first = first || i == 1 // rules[0] is the policy line
 		}
 	}
-	for ; n > 1; n-- {
-		if err := ipt.Delete("filter", from, "-j", to); err != nil {
+	if n == 1 && first {
+		return nil
+	}
+	if err := ipt.Insert("filter", from, 1, "-j", to); err != nil {
+		return err
+	}
+	for ; n > 0; n-- {
+		if err := deleteLast(ipt, from, jump); err != nil {
 			return err
 		}
 	}
-	if n == 0 {
-		return ipt.Insert("filter", from, 1, "-j", to)
+	return nil
+}
+
+// deleteLast deletes the last copy of rule from chain: the one oneJump
+// just inserted first stays.
+func deleteLast(ipt *iptables.IPTables, chain, rule string) error {
+	rules, err := ipt.List("filter", chain)
+	if err != nil {
+		return err
+	}
+	for i := len(rules) - 1; i > 1; i-- {
+		if rules[i] == rule {
+			return ipt.DeleteById("filter", chain, i)
+		}
 	}
 	return nil
 }
@@ -186,25 +229,75 @@ func remove(f family) error {
 }
 
 // Intact tells whether the rules are in place as Install left them: in
-// both families, each jump exists once and each chain holds as many rules
-// as the ruleset has. Someone else's iptables command (a firewall reload,
-// iptables -F) can take them away; see Queue.KeepRules.
+// both families, each jump exists once as the first rule of its built-in
+// chain, and each chain holds as many rules, sending to queue, as the
+// ruleset has. Someone else's iptables command (a firewall reload,
+// iptables -F, a rule inserted first) can undo them; see Queue.KeepRules,
+// which also compares the rules' text.
 func Intact(queue uint16) (bool, error) {
 	text, err := rulesText(queue)
 	if err != nil {
 		return false, err
 	}
 	want := countRules(text)
-	for _, f := range families {
-		out, err := exec.Command(strings.TrimSuffix(f.restore, "-restore")+"-save", "-t", "filter").Output()
-		if err != nil {
-			return false, fmt.Errorf("%s-save: %w", strings.TrimSuffix(f.restore, "-restore"), err)
-		}
-		if got := countRules(string(out)); !sameCounts(got, want) {
+	saved, err := Saved()
+	if err != nil {
+		return false, err
+	}
+	for _, out := range saved {
+		if got := countRules(out); !sameCounts(got, want) || !jumpsFirst(out) {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// Saved returns, per family, the filter table's rules that are ours: our
+// chains' rules and the first rule of each built-in chain we jump from, in
+// iptables-save syntax (as iptables normalizes them). Two calls return the
+// same text while nobody changes the rules.
+func Saved() ([]string, error) {
+	var out []string
+	for _, f := range families {
+		cmd := strings.TrimSuffix(f.restore, "-restore") + "-save"
+		text, err := exec.Command(cmd, "-t", "filter").Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+		out = append(out, ourRules(string(text)))
+	}
+	return out, nil
+}
+
+// ourRules keeps the lines of iptables-save output that are ours, or that
+// come first in a chain we jump from.
+func ourRules(text string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || fields[0] != "-A" {
+			continue
+		}
+		for _, j := range jumps {
+			if fields[1] == j.to || (fields[1] == j.from && !seen[j.from]) {
+				b.WriteString(line + "\n")
+			}
+		}
+		seen[fields[1]] = true
+	}
+	return b.String()
+}
+
+// jumpsFirst tells whether each built-in chain's first rule in ourRules
+// output is the jump to our chain.
+func jumpsFirst(saved string) bool {
+	for _, j := range jumps {
+		if !strings.Contains(saved, "-A "+j.from+" -j "+j.to+"\n") {
+			return false
+		}
+	}
+	return true
 }
 
 // countRules counts, in iptables-save syntax, the rules of each of our

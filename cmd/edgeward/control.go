@@ -120,7 +120,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if res.Error != "" {
-		fmt.Fprintf(stderr, "edgeward reload: rejected, the previous policy stays in force:\n%s\n", res.Error)
+		fmt.Fprintf(stderr, "edgeward reload: failed:\n%s\n", res.Error)
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "reloaded: policy generation %d is active\n", res.Generation)

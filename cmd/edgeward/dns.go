@@ -71,8 +71,7 @@ func (k *kernelLearner) restore(cfg config.DNS) ([]dnsguard.Learned, error) {
 // dns.transparent. It binds every listen address first, so a taken port
 // fails the start; in transparent mode it installs the netfilter rules and
 // binds the queue.
-func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
-	cfg := d.cfg.DNS
+func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry, cfg config.DNS) error {
 	if len(cfg.Listen) == 0 && !cfg.Transparent {
 		return nil
 	}
@@ -98,7 +97,7 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry) error {
 	}
 	kept := g.Restore(restored)
 
-	packet, stream, err := bindDNS(cfg.Listen)
+	packet, stream, err := bindDNS(cfg.Listen, cfg.Transparent)
 	if err != nil {
 		return err
 	}
@@ -161,16 +160,32 @@ func (d *daemon) startIntercept(cfg config.DNS, g *dnsguard.Guard) (*intercept.Q
 		}
 		return nil, nil
 	}
-	if err := intercept.Install(cfg.Queue.Number); err != nil {
+	// The queue first: rules that pointed at a number another program
+	// reads would hand it every DNS packet.
+	q, err := intercept.Open(cfg.Queue.Number, cfg.Queue.Length, d.judgeIntercepted(g), d.enforcer.isLAN, d.log)
+	if err != nil {
 		return nil, err
 	}
-	q, err := intercept.Open(cfg.Queue.Number, cfg.Queue.Length, g.JudgeIntercepted, d.log)
-	if err != nil {
+	if err := intercept.Install(cfg.Queue.Number); err != nil {
+		q.Close()
 		return nil, err
 	}
 	q.KeepRules(rulesCheckInterval)
 	d.log.Info("transparent dns: rules installed, queue bound", "queue", cfg.Queue.Number, "length", cfg.Queue.Length)
 	return q, nil
+}
+
+// judgeIntercepted is g's judgement of intercepted DNS under the policy's
+// mode: in audit mode every packet passes, judged, learned and counted as
+// it would be, as the data plane passes what it would drop.
+func (d *daemon) judgeIntercepted(g *dnsguard.Guard) intercept.Judge {
+	return func(ctx context.Context, p dnsguard.Intercepted) dnsguard.InterceptVerdict {
+		v := g.JudgeIntercepted(ctx, p)
+		if d.dnsAudit.Load() {
+			v.Accept = true
+		}
+		return v
+	}
 }
 
 // closeDNS closes sockets bindDNS opened.
@@ -181,8 +196,14 @@ func closeDNS(packet []net.PacketConn, stream []net.Listener) {
 	closeAll(stream)
 }
 
-// bindDNS opens UDP and TCP on every address.
-func bindDNS(addrs []netip.AddrPort) ([]net.PacketConn, []net.Listener, error) {
+// bindDNS opens UDP and TCP on every address. With marked set (transparent
+// mode) the sockets carry the guard's mark, so its replies, even to a
+// client that asked from port 53, pass the rules unqueued.
+func bindDNS(addrs []netip.AddrPort, marked bool) ([]net.PacketConn, []net.Listener, error) {
+	var lc net.ListenConfig
+	if marked {
+		lc.Control = intercept.MarkSocket
+	}
 	var packet []net.PacketConn
 	var stream []net.Listener
 	fail := func(err error) ([]net.PacketConn, []net.Listener, error) {
@@ -190,12 +211,12 @@ func bindDNS(addrs []netip.AddrPort) ([]net.PacketConn, []net.Listener, error) {
 		return nil, nil, fmt.Errorf("dns guard: %w", err)
 	}
 	for _, ap := range addrs {
-		pc, err := net.ListenPacket("udp", ap.String())
+		pc, err := lc.ListenPacket(context.Background(), "udp", ap.String())
 		if err != nil {
 			return fail(err)
 		}
 		packet = append(packet, pc)
-		l, err := net.Listen("tcp", ap.String())
+		l, err := lc.Listen(context.Background(), "tcp", ap.String())
 		if err != nil {
 			return fail(err)
 		}
@@ -259,9 +280,16 @@ func (d *daemon) reloadDNS(old config.DNS) error {
 		d.stopDNS()
 		d.stopDNS = nil
 	}
-	if err := d.startDNS(d.ctx, d.reg); err != nil {
-		return fmt.Errorf("restart the dns guard with the new dns section: %w", err)
+	err := d.startDNS(d.ctx, d.reg, d.cfg.DNS)
+	if err == nil {
+		d.log.Info("dns guard restarted with the new dns section")
+		return nil
 	}
-	d.log.Info("dns guard restarted with the new dns section")
-	return nil
+
+	// Back to the section that worked, so that DNS is served as before.
+	d.cfg.DNS = old
+	if rerr := d.startDNS(d.ctx, d.reg, old); rerr != nil {
+		return fmt.Errorf("the new dns section failed (%w), and so did the previous one: %v; the DNS guard is down", err, rerr)
+	}
+	return fmt.Errorf("the new dns section failed, the DNS guard runs with the previous one: %w", err)
 }

@@ -146,6 +146,15 @@ func (e *enforcer) snapshot() (links []linkState, attachErrors uint64) {
 	return links, e.attachErrors
 }
 
+// isLAN tells whether the interface with this index is a LAN interface
+// the enforcer knows. Cheap enough for every intercepted DNS packet.
+func (e *enforcer) isLAN(ifindex int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st, ok := e.links[ifindex]
+	return ok && st.role == config.RoleLAN
+}
+
 // loaderRole maps a config role onto the data plane's.
 func loaderRole(r config.Role) loader.Role {
 	switch r {

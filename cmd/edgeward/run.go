@@ -76,6 +76,8 @@ type daemon struct {
 	stopDNS func()                          // nil while no guard runs
 	guard   atomic.Pointer[dnsguard.Guard]  // the running guard, for status
 	queue   atomic.Pointer[intercept.Queue] // transparent mode's queue, for status
+	// dnsAudit is set in audit mode: transparent DNS lets everything pass.
+	dnsAudit atomic.Bool
 
 	// Outcome of the last reload, for the metrics.
 	reloadFailed atomic.Bool
@@ -122,7 +124,8 @@ func (d *daemon) run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(d))
 	d.ctx, d.reg = ctx, reg
-	if err := d.startDNS(ctx, reg); err != nil {
+	d.dnsAudit.Store(d.cfg.Mode == config.ModeAudit)
+	if err := d.startDNS(ctx, reg, d.cfg.DNS); err != nil {
 		return err
 	}
 	if err := d.startSpool(ctx, reg); err != nil {
@@ -235,7 +238,7 @@ func (d *daemon) reload() (uint32, error) {
 	d.reloadFailed.Store(err != nil)
 	d.reloadedAt.Store(time.Now().Unix())
 	if err != nil {
-		d.log.Error("reload rejected; the previous policy stays in force", "err", err)
+		d.log.Error("reload failed", "err", err)
 	}
 	return gen, err
 }
@@ -243,16 +246,20 @@ func (d *daemon) reload() (uint32, error) {
 func (d *daemon) reloadLocked() (uint32, error) {
 	cfg, err := config.Load(d.cfg.File)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("rejected, the previous policy stays in force: %w", err)
 	}
 	gen, err := d.applyPolicy(cfg)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("rejected, the previous policy stays in force: %w", err)
 	}
 	old := d.cfg
 	d.cfg = cfg
 	d.enforcer.setConfig(cfg)
-	return gen, d.reloadDNS(old.DNS)
+	d.dnsAudit.Store(cfg.Mode == config.ModeAudit)
+	if err := d.reloadDNS(old.DNS); err != nil {
+		return gen, fmt.Errorf("policy generation %d is in force; %w", gen, err)
+	}
+	return gen, nil
 }
 
 func (d *daemon) serveMetrics(ln net.Listener, reg *prometheus.Registry) {

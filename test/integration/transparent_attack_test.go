@@ -36,8 +36,6 @@ import (
 // it learns the forged address: the OT host then connects to an address
 // the upstream never gave. The data plane must not learn anything from a
 // datagram that arrived on a LAN interface.
-//
-// DEFECT (fails today): 198.18.2.99 is learned and the connection passes.
 func TestTransparentDNSForgedAnswerFromLAN(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true})
 	g.start()
@@ -333,12 +331,6 @@ func addrsOf(resp *dns.Msg) []string {
 // spec rejects and alarms "a public name that resolves into private or OT
 // ranges (rebinding)", and a stub resolver (glibc) takes an A record of
 // the query name that precedes its CNAME.
-//
-// DEFECT (fails today): "rebind" hands the OT host 10.10.0.7, an address
-// of its own LAN, for an allowed name, without a rejection or an alarm.
-// "glue" (an address outside answers_in in the additional section) and
-// "many" (1000 addresses, 64 learned) are the documented limitation and
-// are only logged.
 func TestTransparentDNSAnswerReleasedWhole(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true})
 	g.addEvilZone(hostPort(evilUpstream4, 53))
@@ -1180,8 +1172,6 @@ func (g *gateway) mapEntries() map[string]int {
 // endpoint that lists udp/53 is dropped (the queue refuses a server that
 // is no upstream, and tc_egress's gate drops it without the guard's mark),
 // yet explain -from lan0 runs xdp_lan alone and reports it passing.
-//
-// DEFECT (fails today): explain says "pass, endpoint dns-endpoint".
 func TestExplainDNSFromLAN(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true, Extra: []demopolicy.Endpoint{
 		{Name: "dns-endpoint", To: []string{sb.EndpointHost4 + "/32"}, Ports: []string{"udp/53"}},
@@ -1269,10 +1259,6 @@ func TestTransparentDNSUDPGSO(t *testing.T) {
 //
 // The same holds for a rule of ours replaced by another (iptables -R): the
 // check counts rules, it does not compare them.
-//
-// DEFECT (fails today): long after the 2 s check, queries reach the rogue
-// resolver and names off the list reach the upstream (their answers are
-// still dropped on the way back), and status says the rules are intact.
 func TestTransparentDNSRuleAheadOfTheJump(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true})
 	g.start()
@@ -1336,9 +1322,6 @@ func TestTransparentDNSRuleAheadOfTheJump(t *testing.T) {
 // what it would have dropped" (README), and the packaged example starts in
 // audit so that an operator sees what enforce would drop before it does.
 // With transparent mode on, the queue drops DNS all the same.
-//
-// DEFECT (fails today): in audit mode a name off the list and a resolver
-// no config names get no answer; nothing is counted as audit.
 func TestTransparentDNSAuditMode(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true, Mode: config.ModeAudit})
 	g.start()
@@ -1360,11 +1343,6 @@ func TestTransparentDNSAuditMode(t *testing.T) {
 // block). The reload must fail without leaving DNS to that reader: the
 // daemon installs the rules for the new number before it knows it can
 // bind it.
-//
-// DEFECT (fails today): the rules point at the foreign queue, whose reader
-// accepts everything; names off the list and a rogue resolver get answers.
-// The reload reports "rejected, the previous policy stays in force", yet
-// the guard is stopped: its listener no longer answers either.
 func TestTransparentDNSQueueTakenOnReload(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true})
 	g.start()
@@ -1409,7 +1387,7 @@ func TestTransparentDNSQueueTakenOnReload(t *testing.T) {
 	if n := seen.Load(); n > 0 {
 		t.Errorf("%d DNS packets went to the foreign queue's reader", n)
 	}
-	// The client was told "rejected, the previous policy stays in force".
+	// The guard runs again with the previous dns section.
 	if _, err := g.sb.Resolve(sb.OT, "h71.partner.test"); err != nil {
 		t.Errorf("after the rejected reload, the guard's own listener does not answer: %v", err)
 	}
@@ -1422,9 +1400,6 @@ func TestTransparentDNSQueueTakenOnReload(t *testing.T) {
 // own listener it does not: the INPUT chain queues every datagram from
 // port 53 as if it were an answer, and the judge refuses a query to a
 // server that is no upstream.
-//
-// DEFECT (fails today): the guard's listener never answers a client on
-// port 53 once transparent mode is on (it does without it).
 func TestTransparentDNSClientOnPort53(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Transparent: true})
 	g.start()
