@@ -60,19 +60,7 @@ func TestGoldenScrape(t *testing.T) {
 // what the broker receives.
 func startFullGateway(t *testing.T, g *gateway) *sb.Inbox {
 	t.Helper()
-	broker, err := g.sb.StartBroker("plant/#")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := g.sb.IssueCert("spool-client", "edgeward-gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeSpoolPolicy(t, g, fmt.Sprintf(`    url: mqtts://%s
-    topic: plant/{stream}
-    tls: {ca: %q, cert: %q, key: %q}`, broker.Addr, g.sb.CAFile(), cert, key), demopolicy.Params{Transparent: true})
-	g.start()
-	return broker.Inbox
+	return startWithBroker(t, g, demopolicy.Params{Transparent: true}).Inbox
 }
 
 // makeTraffic makes every part count something: an allowed and a denied

@@ -41,18 +41,7 @@ var spoolStreams = []string{"line1", "line2"}
 // in order per stream, with nothing missing.
 func TestSpoolMQTTAcrossTunnelCut(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{})
-	broker, err := g.sb.StartBroker("plant/#")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := g.sb.IssueCert("spool-client", "edgeward-gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeSpoolPolicy(t, g, fmt.Sprintf(`    url: mqtts://%s
-    topic: plant/{stream}
-    tls: {ca: %q, cert: %q, key: %q}`, broker.Addr, g.sb.CAFile(), cert, key))
-	g.start()
+	broker := startWithBroker(t, g, demopolicy.Params{})
 
 	runSpoolCut(t, g, broker.Inbox, g.sb.SetTunnelDown)
 }
@@ -80,6 +69,26 @@ func TestSpoolHTTPSThroughProxyAcrossCut(t *testing.T) {
 
 // writeSpoolPolicy writes the demo policy with a spool on the gateway's
 // LAN address and the given forward section (indented keys).
+// startWithBroker starts mosquitto in the VPC and the daemon under the
+// demo policy with p's options and a spool that forwards to the broker
+// over the tunnel (MQTT over TLS with a client certificate).
+func startWithBroker(t *testing.T, g *gateway, p demopolicy.Params) *sb.Broker {
+	t.Helper()
+	broker, err := g.sb.StartBroker("plant/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := g.sb.IssueCert("spool-client", "edgeward-gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSpoolPolicy(t, g, fmt.Sprintf(`    url: mqtts://%s
+    topic: plant/{stream}
+    tls: {ca: %q, cert: %q, key: %q}`, broker.Addr, g.sb.CAFile(), cert, key), p)
+	g.start()
+	return broker
+}
+
 func writeSpoolPolicy(t *testing.T, g *gateway, forward string, p ...demopolicy.Params) {
 	t.Helper()
 	yaml := fmt.Sprintf("spool:\n  listen: [%q]\n  max_age: 1h\n  forward:\n%s\n", sb.Addr(sb.GatewayLAN4, 8470), forward)

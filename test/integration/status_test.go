@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -87,18 +86,7 @@ func (g *gateway) status(flag string) (statusJSON, int) {
 // unavailable and exits with 3; a tunnel taken down shows as down.
 func TestStatusDaemonAndKernel(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{})
-	broker, err := g.sb.StartBroker("plant/#")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := g.sb.IssueCert("spool-client", "edgeward-gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeSpoolPolicy(t, g, fmt.Sprintf(`    url: mqtts://%s
-    topic: plant/{stream}
-    tls: {ca: %q, cert: %q, key: %q}`, broker.Addr, g.sb.CAFile(), cert, key))
-	g.start()
+	broker := startWithBroker(t, g, demopolicy.Params{})
 
 	resp, err := g.sb.Resolve(sb.OT, "h5.partner.test")
 	if err != nil || sb.FirstA(resp) != "198.18.1.5" {
