@@ -27,6 +27,7 @@ run_deps=(
 	"dpkg-deb:dpkg"
 	"systemd-analyze:systemd"
 	"setpriv:util-linux"
+	"dnsperf:dnsperf"
 )
 
 deps=("${build_deps[@]}")
