@@ -73,6 +73,11 @@ func (k *kernelLearner) restore(cfg config.DNS) ([]dnsguard.Learned, error) {
 // binds the queue.
 func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry, cfg config.DNS) error {
 	if len(cfg.Listen) == 0 && !cfg.Transparent {
+		// No guard: rules an earlier transparent mode left would drop all
+		// DNS, with no reader for their queue.
+		if err := intercept.Remove(); err != nil {
+			d.log.Warn("could not remove the rules of an earlier transparent mode", "err", err)
+		}
 		return nil
 	}
 	lans := d.lanPrefixes()

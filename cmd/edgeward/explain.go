@@ -230,6 +230,9 @@ func transparentDNS(cfg *config.Config, p *loader.Probe, r *explainReport) {
 	if !cfg.DNS.Transparent || r.Verdict != "pass" || p.Dst.Port() != 53 || p.Hook == loader.HookUplinkIngress {
 		return
 	}
+	if r.Reason == "service" || r.Role == config.RoleLoopback.String() {
+		return // to the gateway itself: its own port 53 is the guard, not queued
+	}
 	switch {
 	case p.Proto == pkt.ProtoTCP:
 		r.Verdict, r.Reason = "drop", "dns_over_tcp"

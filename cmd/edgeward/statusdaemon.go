@@ -248,7 +248,10 @@ func timeOrNil(t time.Time) *time.Time {
 // the listed learned destinations. A daemon that does not answer leaves
 // Running false with the reason in Error.
 func (r *statusReport) readDaemon(socket string) {
-	a, err := fetchDaemonStatus(socket, r.Learned.nextAddrs())
+	addrs := r.Learned.nextAddrs()
+	// The daemon names at most maxStatusAddrs per request; the others
+	// show without a query name.
+	a, err := fetchDaemonStatus(socket, addrs[:min(len(addrs), maxStatusAddrs)])
 	if err != nil {
 		r.Daemon = statusDaemon{Error: err.Error()}
 		return

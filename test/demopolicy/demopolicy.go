@@ -40,6 +40,8 @@ type Params struct {
 	// of QueueLength packets (default 1024).
 	Transparent bool
 	QueueLength int
+	// WithoutDNS leaves the dns section out: no guard at all.
+	WithoutDNS bool
 }
 
 // Endpoint is one more endpoint, written as in the file.

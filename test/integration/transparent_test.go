@@ -336,4 +336,14 @@ func TestTransparentDNSReload(t *testing.T) {
 		t.Errorf("transparent mode on again: an allowed name: %v", err)
 	}
 	g.checkNeverReached(t, "h20.partner.test", "h22.partner.test")
+
+	// Without a dns section there is no guard, and no rules may be left
+	// to queue DNS for a reader that is gone.
+	rewritePolicy(t, g, demopolicy.Params{WithoutDNS: true})
+	if out, err := g.cli("reload", "-c", g.cfgPath); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if out, _ := g.sbOutput(sb.Gateway, "iptables", "-S"); strings.Contains(out, "EDGEWARD") {
+		t.Errorf("without a dns section, the rules stayed:\n%s", out)
+	}
 }
