@@ -80,5 +80,6 @@
 //     other clients and servers exchanged through the gateway (package
 //     intercept queues them) with the same matching, pinning and learning;
 //     the message passes whole or not at all. The guard's own upstream
-//     sockets carry Options.SocketMark, so netfilter lets them by.
+//     sockets go through Options.SocketControl, which marks them, so
+//     netfilter lets them by.
 package dnsguard

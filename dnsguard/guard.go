@@ -88,7 +88,7 @@ func (g *Guard) initState() {
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 	})
 
-	g.fw = newForwarder(g.opts.UpstreamTimeout, g.opts.SocketMark, func(d time.Duration) { g.upstreamDur.Observe(d.Seconds()) })
+	g.fw = newForwarder(g.opts.UpstreamTimeout, g.opts.SocketControl, func(d time.Duration) { g.upstreamDur.Observe(d.Seconds()) })
 	g.forward = g.fw.exchange
 }
 

@@ -3,17 +3,14 @@ package dnsguard
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
-
-	"github.com/edgeward/edgeward/internal/testenv"
 )
 
 // TestJudgeIntercepted: queries and answers of other clients pass only
@@ -104,6 +101,7 @@ func TestJudgeIntercepted(t *testing.T) {
 				g.JudgeIntercepted(context.Background(), *p)
 			}
 			learner.take()
+			was := g.InterceptedCounts()[tc.want.Kind][tc.want.Result]
 			fromLAN := strings.Contains(tc.name, "LAN interface")
 			got := g.JudgeIntercepted(context.Background(), Intercepted{Src: tc.src, Dst: tc.dst, Payload: tc.payload, FromLAN: fromLAN})
 			if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -112,8 +110,8 @@ func TestJudgeIntercepted(t *testing.T) {
 			if learned, _ := learner.take(); len(learned) != tc.learned {
 				t.Errorf("learned %v, want %d entries", learned, tc.learned)
 			}
-			if n, was := g.InterceptedCounts()[got.Kind][got.Result], countedBefore(tc.before, got); n != was+1 {
-				t.Errorf("counted %d under %s/%s, want %d", n, got.Kind, got.Result, was+1)
+			if n := g.InterceptedCounts()[tc.want.Kind][tc.want.Result]; n != was+1 {
+				t.Errorf("counted %d under %s/%s, want %d", n, tc.want.Kind, tc.want.Result, was+1)
 			}
 		})
 	}
@@ -150,17 +148,6 @@ func withExtra(t *testing.T, b []byte, records ...string) []byte {
 	return pack(t, m)
 }
 
-// countedBefore is how many of before a fresh guard counted the way got
-// is counted: a second answer to one query is counted like its first
-// when both end alike.
-func countedBefore(before []*Intercepted, got InterceptVerdict) uint64 {
-	g, _ := New(testConfig(netip.MustParseAddrPort("10.20.0.2:53"), netip.MustParseAddrPort("192.0.2.53:53")), Options{Learner: &fakeLearner{}})
-	for _, p := range before {
-		g.JudgeIntercepted(context.Background(), *p)
-	}
-	return g.InterceptedCounts()[got.Kind][got.Result]
-}
-
 func pack(t *testing.T, m *dns.Msg) []byte {
 	t.Helper()
 	b, err := m.Pack()
@@ -170,24 +157,34 @@ func pack(t *testing.T, m *dns.Msg) []byte {
 	return b
 }
 
-// TestMarkedDialer: the guard's upstream sockets carry the mark that lets
-// them past transparent mode's queue.
-func TestMarkedDialer(t *testing.T) {
-	testenv.RequireRoot(t) // SO_MARK needs CAP_NET_ADMIN
+// TestSocketControl: every socket toward an upstream goes through
+// Options.SocketControl, and one it fails on is not used: the query gets
+// SERVFAIL, never an answer from an unmarked socket.
+func TestSocketControl(t *testing.T) {
+	up := startUpstream(t, answerWith(dns.RcodeSuccess, "api.example.com. 300 IN A 10.20.8.15"))
+	var calls atomic.Int32
+	fail := atomic.Bool{}
+	control := func(network, address string, _ syscall.RawConn) error {
+		calls.Add(1)
+		if address != up.addr.String() {
+			t.Errorf("control for %s %s, want the upstream %s", network, address, up.addr)
+		}
+		if fail.Load() {
+			return errors.New("cannot mark")
+		}
+		return nil
+	}
+	r := startGuard(t, testConfig(up.addr, up.addr), Options{Learner: &fakeLearner{}, SocketControl: control})
 
-	conn, err := markedDialer(time.Second, 0x4577).Dial("udp", "127.0.0.1:9")
-	if err != nil {
-		t.Fatal(err)
+	reply, err := r.ask(t, query("api.example.com.", dns.TypeA, 0), false, "")
+	if err != nil || reply.Rcode != dns.RcodeSuccess || calls.Load() == 0 {
+		t.Fatalf("with a working control: %v %v, %d calls", reply, err, calls.Load())
 	}
-	defer conn.Close()
-	raw, err := conn.(*net.UDPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mark int
-	var gerr error
-	raw.Control(func(fd uintptr) { mark, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
-	if gerr != nil || mark != 0x4577 {
-		t.Errorf("socket mark %#x (%v), want 0x4577", mark, gerr)
+
+	fail.Store(true)
+	r.g.fw.pool.closeIdle() // no pooled socket: the next query dials
+	reply, err = r.ask(t, query("api.example.com.", dns.TypeAAAA, 0), false, "")
+	if err != nil || reply.Rcode != dns.RcodeServerFailure {
+		t.Errorf("with a failing control: %v %v, want SERVFAIL", reply, err)
 	}
 }

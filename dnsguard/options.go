@@ -3,6 +3,7 @@ package dnsguard
 import (
 	"errors"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -57,10 +58,12 @@ type Options struct {
 	// answers SERVFAIL at once (counted as "overloaded"). Default 256.
 	MaxInFlight int
 
-	// SocketMark, when not 0, is set (SO_MARK) on every socket the guard
-	// opens toward upstream servers. In transparent mode netfilter lets
-	// only these sockets reach upstreams without a verdict.
-	SocketMark uint32
+	// SocketControl, when set, runs on every socket the guard opens
+	// toward upstream servers before it connects (net.Dialer's Control);
+	// a socket it fails on is not used. Transparent mode marks the
+	// sockets with it (intercept.MarkSocket), so that netfilter lets only
+	// the guard reach upstreams without a verdict.
+	SocketControl func(network, address string, c syscall.RawConn) error
 
 	// OnEvent, when set, receives rejected answers and learner failures,
 	// at most EventBurst at once and one per EventInterval after that.

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/edgeward/edgeward/config"
@@ -140,12 +138,12 @@ type forwarder struct {
 }
 
 // newForwarder returns a forwarder with the per-server timeout whose
-// sockets carry mark (SO_MARK), unless mark is 0.
-func newForwarder(timeout time.Duration, mark uint32, observe func(time.Duration)) *forwarder {
-	udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: upstreamUDPSize, Dialer: markedDialer(timeout, mark)}
+// sockets go through control first, if it is set.
+func newForwarder(timeout time.Duration, control func(string, string, syscall.RawConn) error, observe func(time.Duration)) *forwarder {
+	udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: upstreamUDPSize, Dialer: &net.Dialer{Timeout: timeout, Control: control}}
 	return &forwarder{
 		udp:     udp,
-		tcp:     &dns.Client{Net: "tcp", Timeout: timeout, Dialer: markedDialer(timeout, mark)},
+		tcp:     &dns.Client{Net: "tcp", Timeout: timeout, Dialer: &net.Dialer{Timeout: timeout, Control: control}},
 		pool:    &udpPool{client: udp},
 		observe: observe,
 	}
@@ -216,29 +214,4 @@ func (f *forwarder) once(ctx context.Context, c *dns.Client, server string, q *d
 		return nil, fmt.Errorf("%s over %s: %w", server, c.Net, err)
 	}
 	return resp, nil
-}
-
-// markedDialer dials sockets that carry mark, so that netfilter and the
-// data plane can tell the guard's own queries from everyone else's. A
-// socket whose mark cannot be set fails to dial: an unmarked query would
-// be judged as a stranger's.
-func markedDialer(timeout time.Duration, mark uint32) *net.Dialer {
-	d := &net.Dialer{Timeout: timeout}
-	if mark == 0 {
-		return d
-	}
-	d.Control = func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
-		})
-		if err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("mark the socket (SO_MARK %#x): %w", mark, serr)
-		}
-		return nil
-	}
-	return d
 }

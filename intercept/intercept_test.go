@@ -9,14 +9,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/edgeward/edgeward/dnsguard"
 	"github.com/edgeward/edgeward/internal/testenv"
@@ -233,7 +231,7 @@ func TestGuardMarkPasses(t *testing.T) {
 	p := newPair(t)
 	must(t, Install(testQueue))
 
-	c := &dns.Client{Timeout: 2 * time.Second, Dialer: &net.Dialer{Control: markSocket}}
+	c := &dns.Client{Timeout: 2 * time.Second, Dialer: &net.Dialer{Control: MarkSocket}}
 	m := new(dns.Msg)
 	m.SetQuestion("guard.test.", dns.TypeA)
 	if _, _, err := c.Exchange(m, "10.77.0.2:53"); err != nil {
@@ -252,12 +250,6 @@ func TestGuardMarkPasses(t *testing.T) {
 	if time.Since(began) > time.Second {
 		t.Errorf("TCP to port 53 failed after %v: want an immediate reset, got %v", time.Since(began), err)
 	}
-}
-
-func markSocket(_, _ string, c syscall.RawConn) error {
-	var serr error
-	c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(GuardMark)) })
-	return serr
 }
 
 // TestInstallIsIdempotentAndRemoveCleans: a second Install adds no second

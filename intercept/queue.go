@@ -72,7 +72,7 @@ func Open(num uint16, length uint32, judge Judge, isLAN IsLAN, log *slog.Logger)
 		WriteTimeout: time.Second,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open nfqueue %d: %w", num, err)
+		return nil, fmt.Errorf("open nfqueue %d (transparent DNS needs the kernel's nfnetlink_queue): %w", num, err)
 	}
 	// Overruns are counted by the kernel (Stats); without this option the
 	// socket would report them as errors instead of going on.
@@ -238,12 +238,12 @@ func (q *Queue) enterHome() error {
 // (a rule of ours replaced by another of the same count). want is that
 // text, kept between calls by the keeper's goroutine.
 func (q *Queue) restoreRules(want *[]string) {
-	intact, err := Intact(q.num)
+	saved, err := Saved()
 	if err != nil {
 		q.logError("transparent dns: cannot check the rules", err)
 		return
 	}
-	saved, err := Saved()
+	intact, err := intactIn(saved, q.num)
 	if err != nil {
 		q.logError("transparent dns: cannot check the rules", err)
 		return

@@ -11,14 +11,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeward/edgeward/loader"
+
 	"github.com/coreos/go-iptables/iptables"
 )
 
-// GuardMark is the socket mark (SO_MARK) of the guard's own sockets, and
-// GuardMask the bits of it the rules compare.
+// The guard's mark is the data plane's (loader.GuardMark): one value marks
+// the guard's sockets, passes the rules unqueued and passes the egress
+// gate.
 const (
-	GuardMark uint32 = 0x4577 // "Ew"
-	GuardMask uint32 = 0xffff
+	GuardMark = loader.GuardMark
+	GuardMask = loader.GuardMask
 )
 
 // MarkSocket gives a socket GuardMark, as a net.ListenConfig or
@@ -235,15 +238,20 @@ func remove(f family) error {
 // iptables -F, a rule inserted first) can undo them; see Queue.KeepRules,
 // which also compares the rules' text.
 func Intact(queue uint16) (bool, error) {
+	saved, err := Saved()
+	if err != nil {
+		return false, err
+	}
+	return intactIn(saved, queue)
+}
+
+// intactIn is Intact on rules Saved already read.
+func intactIn(saved []string, queue uint16) (bool, error) {
 	text, err := rulesText(queue)
 	if err != nil {
 		return false, err
 	}
 	want := countRules(text)
-	saved, err := Saved()
-	if err != nil {
-		return false, err
-	}
 	for _, out := range saved {
 		if got := countRules(out); !sameCounts(got, want) || !jumpsFirst(out) {
 			return false, nil

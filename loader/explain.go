@@ -271,7 +271,7 @@ func readExplanation(out *ebpf.Map, pinned map[string]*ebpf.Map, p Probe) (*Expl
 		return nil, fmt.Errorf("explain: read the decision: %w", err)
 	}
 	if e.Decided == 0 {
-		return nil, fmt.Errorf("explain: the program ended without a decision")
+		return nil, fmt.Errorf("explain: the %s program returned without recording a decision; this build's programs are broken, report it with the command line", p.Hook)
 	}
 
 	x := &Explanation{

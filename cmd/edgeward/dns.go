@@ -89,7 +89,7 @@ func (d *daemon) startDNS(ctx context.Context, reg *prometheus.Registry, cfg con
 		OnEvent:     func(ev dnsguard.Event) { logDNSEvent(d.log, ev) },
 	}
 	if cfg.Transparent {
-		opts.SocketMark = intercept.GuardMark
+		opts.SocketControl = intercept.MarkSocket
 	}
 	g, err := dnsguard.New(cfg, opts)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/edgeward/edgeward/intercept"
 	"github.com/edgeward/edgeward/internal/pkt"
 	"github.com/edgeward/edgeward/loader"
 )
@@ -57,13 +56,5 @@ func TestParseProbeArguments(t *testing.T) {
 	}
 	if ap, err := sourceOf("192.0.2.1", netip.Addr{}, pkt.ProtoUDP); err != nil || ap.Port() != ephemeralPort {
 		t.Errorf("-src without port: %v %v", ap, err)
-	}
-}
-
-// TestGuardMarkAgrees: the mark the queue sets and the guard's sockets
-// carry is the one the data plane's egress gate looks for.
-func TestGuardMarkAgrees(t *testing.T) {
-	if loader.GuardMark != intercept.GuardMark || loader.GuardMask != intercept.GuardMask {
-		t.Errorf("loader %#x/%#x, intercept %#x/%#x", loader.GuardMark, loader.GuardMask, intercept.GuardMark, intercept.GuardMask)
 	}
 }
