@@ -26,9 +26,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define EW_PULL_BYTES 256
 
 /* ew_count adds one packet of len bytes to the cell (hook, verdict,
- * reason). Not inlined: as a real function its enum parameters put the hook,
- * verdict and reason tables into BTF, where Go reads their names. */
-static __noinline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
+ * reason). */
+static __always_inline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
 				enum ew_reason reason, __u64 len)
 {
 	__u32 slot = (hook * EW_VERDICT_MAX + verdict) * EW_REASON_MAX + reason;
@@ -298,9 +297,9 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 			       struct ew_icmp_inner *inner,
 			       struct ew_decision *d)
 {
+	int on_link = 0, need;
 	struct ew_settings *s;
 	__u32 slot = 0;
-	int on_link = 0;
 
 	if (!skb || !pkt || !inner || !d)
 		return EW_MODE_ENFORCE;
@@ -315,11 +314,11 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 		return s->mode;
 	}
 	/* Only a link need that is not link-scoped costs a FIB lookup. */
-	if (ew_link_need(pkt) != EW_REASON_UNKNOWN && !pkt->forwarded &&
-	    !ew_link_scope(pkt))
+	need = ew_link_need(pkt);
+	if (need != EW_REASON_UNKNOWN && !pkt->forwarded && !ew_link_scope(pkt))
 		on_link = ew_on_link(skb, pkt) || ew_neighbour_message(pkt);
 
-	ew_decide(s, slot, pkt, on_link, d);
+	ew_decide(s, slot, pkt, need, on_link, d);
 	if (d->reason == EW_REASON_NO_RULE && d->learned_expired)
 		ew_flow_continues(pkt, d);
 	if (s->dns_gate && d->reason < EW_REASON_FIRST_DENY &&
@@ -708,6 +707,19 @@ int xdp_lan(struct xdp_md *ctx)
 	if (verdict != EW_VERDICT_PASS)
 		ew_emit(EW_HOOK_XDP_LAN, verdict, &d, &pkt, ctx->ingress_ifindex);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+/* ew_btf_types is never called, so no program carries it. Its parameters
+ * put into BTF the types that the generated Go bindings and the reason
+ * names need (Go reads the hook, verdict and reason tables from BTF), now
+ * that the functions on the packet path that used to carry them are
+ * inlined: a call costs the egress path more than its body. */
+__noinline int ew_btf_types(struct ew_rule *rule, struct ew_rule4_key *key4,
+			    struct ew_rule6_key *key6, enum ew_reason reason)
+{
+	if (!rule || !key4 || !key6)
+		return 0;
+	return rule->nranges + key4->prefixlen + key6->prefixlen + reason;
 }
 
 /* tc_empty and xdp_empty are the benchmark floors: the cheapest programs of

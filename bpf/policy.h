@@ -100,9 +100,8 @@ ew_find_rule6(void *rules, const struct ew_settings *s,
 
 /* ew_match_ports looks for the packet's protocol and port among the rule's
  * ranges. The rule carries the ranges of every endpoint containing it, so a
- * miss here is final. Not inlined: its parameter puts struct ew_rule into
- * BTF for the generated Go bindings. */
-static __noinline void ew_match_ports(const struct ew_rule *rule,
+ * miss here is final. */
+static __always_inline void ew_match_ports(const struct ew_rule *rule,
 				      const struct ew_packet *pkt,
 				      struct ew_decision *d)
 {
@@ -170,9 +169,8 @@ struct ew_lookup_keys {
 };
 
 /* ew_lookup_policy decides a packet with ports by the endpoints and the
- * proxy of the policy in slot. Not inlined: one copy of the lookup loops
- * serves every call site, and its parameters put the key types into BTF. */
-static __noinline void ew_lookup_policy(const struct ew_settings *s,
+ * proxy of the policy in slot. */
+static __always_inline void ew_lookup_policy(const struct ew_settings *s,
 					__u32 slot,
 					const struct ew_packet *pkt,
 					struct ew_lookup_keys *keys,
@@ -337,21 +335,21 @@ static __always_inline void ew_remember_fragment(const struct ew_packet *pkt,
 }
 
 /* ew_decide judges a parsed IP packet leaving on an uplink against the
- * policy in slot. on_link tells whether the destination is a neighbour on
- * that link; link needs pass only for packets of the gateway itself that
- * stay on the link. */
+ * policy in slot. need is what ew_link_need says of it, on_link whether the
+ * destination is a neighbour on that link: link needs pass only for
+ * packets of the gateway itself that stay on the link. */
 static __always_inline void ew_decide(const struct ew_settings *s, __u32 slot,
-				      const struct ew_packet *pkt, int on_link,
-				      struct ew_decision *d)
+				      const struct ew_packet *pkt, int need,
+				      int on_link, struct ew_decision *d)
 {
-	struct ew_lookup_keys keys = {};
+	/* Not zeroed: each lookup writes every byte of the key it uses. */
+	struct ew_lookup_keys keys;
 
-	d->reason = ew_link_need(pkt);
-	if (d->reason != EW_REASON_UNKNOWN &&
-	    (pkt->forwarded || !(on_link || ew_link_scope(pkt))))
-		d->reason = EW_REASON_UNKNOWN;
-	if (d->reason != EW_REASON_UNKNOWN)
+	if (need != EW_REASON_UNKNOWN && !pkt->forwarded &&
+	    (on_link || ew_link_scope(pkt))) {
+		d->reason = need;
 		return;
+	}
 
 	if (pkt->later_fragment) {
 		ew_follow_fragment(pkt, d);

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"text/tabwriter"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -94,8 +93,8 @@ func measure(l *loader.Loader, packet []byte, repeat, rounds int) (result, error
 		if err != nil {
 			return result{}, err
 		}
-		prog = append(prog, nanos(d))
-		floor = append(floor, nanos(f))
+		prog = append(prog, d)
+		floor = append(floor, f)
 		ret = r
 	}
 	verdict := "pass"
@@ -104,8 +103,6 @@ func measure(l *loader.Loader, packet []byte, repeat, rounds int) (result, error
 	}
 	return result{ns: median(prog), floorNS: median(floor), verdict: verdict}, nil
 }
-
-func nanos(d time.Duration) float64 { return float64(d.Nanoseconds()) }
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)

@@ -473,7 +473,7 @@ func benchXDPPrograms(w io.Writer, repeat, rounds int) error {
 				if err != nil {
 					return err
 				}
-				prog, floor, ret = append(prog, nanos(d)), append(floor, nanos(f)), r
+				prog, floor, ret = append(prog, d), append(floor, f), r
 			}
 			return nil
 		})
