@@ -588,6 +588,12 @@ static __always_inline int ew_parse(struct ew_cursor *c, int l3,
 	return ew_parse_ip(c, proto, pkt);
 }
 
+/* ew_plain_path turns the inline plain path on. Only a test
+ * (loader/plain_test.go) loads a twin with it off, which judges every
+ * packet by ew_judge_egress, to show that both paths decide alike; the
+ * verifier removes the branch a constant rules out. */
+volatile const __u8 ew_plain_path = 1;
+
 /* ew_egress judges one packet leaving on an uplink. Every path ends in the
  * single exit at the bottom, which counts the verdict. */
 static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
@@ -607,7 +613,7 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 		ew_parse_icmp_inner(&c, &pkt, &inner);
 	pkt.forwarded = skb->ingress_ifindex != 0;
 
-	if (ew_plain(&pkt, &d))
+	if (ew_plain_path && ew_plain(&pkt, &d))
 		mode = ew_judge_plain(skb, &pkt, &d);
 	else
 		mode = ew_judge_egress(skb, &pkt, &inner, &d);

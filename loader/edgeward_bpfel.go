@@ -230,6 +230,7 @@ const (
 	edgewardProgXdpLan          = "xdp_lan"
 	edgewardProgXdpUplink       = "xdp_uplink"
 	edgewardVarEwExplain        = "ew_explain"
+	edgewardVarEwPlainPath      = "ew_plain_path"
 )
 
 // loadEdgeward returns the embedded CollectionSpec for edgeward.
@@ -306,7 +307,8 @@ type edgewardMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type edgewardVariableSpecs struct {
-	EwExplain *ebpf.VariableSpec `ebpf:"ew_explain"`
+	EwExplain   *ebpf.VariableSpec `ebpf:"ew_explain"`
+	EwPlainPath *ebpf.VariableSpec `ebpf:"ew_plain_path"`
 }
 
 // edgewardObjects contains all objects after they have been loaded into the kernel.
@@ -366,7 +368,8 @@ func (m *edgewardMaps) Close() error {
 //
 // It can be passed to loadEdgewardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type edgewardVariables struct {
-	EwExplain *ebpf.Variable `ebpf:"ew_explain"`
+	EwExplain   *ebpf.Variable `ebpf:"ew_explain"`
+	EwPlainPath *ebpf.Variable `ebpf:"ew_plain_path"`
 }
 
 // edgewardPrograms contains all programs after they have been loaded into the kernel.

@@ -1,0 +1,209 @@
+package loader
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/internal/pkt"
+)
+
+// TestPlainPathDecidesLikeTheFullJudge: the egress programs judge plain
+// TCP and UDP inline (ew_judge_plain) and everything else with
+// ew_judge_egress. A twin of each program loaded with ew_plain_path off
+// sends every packet through ew_judge_egress; over random packets to
+// endpoints, the proxy, learned and expired destinations, DNS with and
+// without the guard's mark, link needs, fragments and strangers, both must
+// return the same and count the same cell, in enforce and in audit mode.
+func TestPlainPathDecidesLikeTheFullJudge(t *testing.T) {
+	for _, mode := range []config.Mode{config.ModeEnforce, config.ModeAudit} {
+		t.Run(string(mode), func(t *testing.T) {
+			l := openTestLoader(t, plainTestPolicy(mode))
+			learnForPlainTest(t, l)
+
+			for _, l3 := range []bool{false, true} {
+				name := "tc_egress_eth"
+				if l3 {
+					name = "tc_egress_l3"
+				}
+				real := l.objs.TCEgressEth
+				if l3 {
+					real = l.objs.TCEgressL3
+				}
+				twin := loadFullJudgeTwin(t, l, name)
+
+				seed := uint64(time.Now().UnixNano())
+				rng := rand.New(rand.NewPCG(seed, 2))
+				for i := range 400 {
+					p := randomEgressPacket(rng)
+					packet := p.bytes(l3)
+					ctx := skbContext{Mark: p.mark}
+					gotRet, gotCell := runCounted(t, l, real, packet, ctx)
+					wantRet, wantCell := runCounted(t, l, twin, packet, ctx)
+					if gotRet != wantRet || gotCell != wantCell {
+						t.Fatalf("%s, seed %d, packet %d (%s): inline path %#x %v, full judge %#x %v",
+							name, seed, i, p, gotRet, gotCell, wantRet, wantCell)
+					}
+				}
+			}
+		})
+	}
+}
+
+// plainTestPolicy is testPolicy with transparent DNS (the DNS gate), DNS
+// names (learned destinations) and DNS over TCP allowed to wide-dns.
+func plainTestPolicy(mode config.Mode) *config.Config {
+	cfg := testPolicy(mode)
+	cfg.DNS.Transparent = true
+	cfg.DNS.Names = []config.Name{{Match: "*.partner.test", Ports: []config.PortRange{{Proto: config.ProtoTCP, First: 443, Last: 443}}}}
+	cfg.Endpoints[2].Ports = append(cfg.Endpoints[2].Ports, config.PortRange{Proto: config.ProtoTCP, First: 53, Last: 53})
+	return cfg
+}
+
+var (
+	learnedLive4    = a4("198.18.0.21")
+	learnedExpired4 = a4("198.18.0.22")
+	learnedLive6    = a4("2001:db8:18::21")
+)
+
+// learnForPlainTest writes a live and an expired learned destination.
+func learnForPlainTest(t *testing.T, l *Loader) {
+	t.Helper()
+	https := []config.PortRange{{Proto: config.ProtoTCP, First: 443, Last: 443}}
+	err := l.Learn([]LearnedDest{
+		{Addr: learnedLive4, Lifetime: time.Hour, Ports: https},
+		{Addr: learnedLive6, Lifetime: time.Hour, Ports: https},
+		{Addr: learnedExpired4, Lifetime: -time.Second, Ports: https},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadFullJudgeTwin loads program name with ew_plain_path off, on the
+// loader's maps.
+func loadFullJudgeTwin(t *testing.T, l *Loader, name string) *ebpf.Program {
+	t.Helper()
+	spec, err := loadEdgeward()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables["ew_plain_path"].Set(uint8(0)); err != nil {
+		t.Fatal(err)
+	}
+	for prog := range spec.Programs {
+		if prog != name {
+			delete(spec.Programs, prog)
+		}
+	}
+	maps, err := openPinnedMaps(l.pins.maps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeMaps(maps) })
+
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: maps})
+	if err != nil {
+		t.Fatalf("load %s with the plain path off: %v", name, err)
+	}
+	prog := coll.DetachProgram(name)
+	coll.Close()
+	t.Cleanup(func() { prog.Close() })
+	return prog
+}
+
+// runCounted runs prog once and returns what it returned and the one
+// counter cell that grew.
+func runCounted(t *testing.T, l *Loader, prog *ebpf.Program, packet []byte, ctx skbContext) (uint32, cell) {
+	t.Helper()
+	before := readCounters(t, l)
+	ret, err := prog.Run(&ebpf.RunOptions{Data: packet, Context: ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grown []cell
+	for k, v := range readCounters(t, l) {
+		if v != before[k] {
+			grown = append(grown, k)
+		}
+	}
+	if len(grown) != 1 {
+		t.Fatalf("%d counter cells grew, want 1: %v", len(grown), grown)
+	}
+	return ret, grown[0]
+}
+
+// egressPacket is a packet leaving on an uplink, as the random generator
+// drew it.
+type egressPacket struct {
+	dst          netip.Addr
+	proto        uint8
+	sport, dport uint16
+	flags        byte
+	mark         uint32
+	fragment     bool
+}
+
+func (p egressPacket) String() string {
+	return fmt.Sprintf("%s proto %d %d->%d flags %#x mark %#x fragment %v", p.dst, p.proto, p.sport, p.dport, p.flags, p.mark, p.fragment)
+}
+
+// randomEgressPacket draws destinations, ports and flags from the values
+// the policy and the judge treat specially, and from strangers.
+func randomEgressPacket(rng *rand.Rand) egressPacket {
+	dsts := []netip.Addr{
+		vpnPeer4, s3v4, s3v6, a4("10.1.2.3"), proxy4, inet4, inet6,
+		learnedLive4, learnedLive6, learnedExpired4,
+		a4("255.255.255.255"), a4("ff02::1:2"), a4("fe80::1"),
+	}
+	ports := []uint16{443, 53, 51820, 3128, 67, 68, 546, 547, 8443, uint16(rng.IntN(65536))}
+	flags := []byte{ack, syn, syn | ack, fin | ack, rst, ack | 0x08}
+	p := egressPacket{
+		dst:      dsts[rng.IntN(len(dsts))],
+		proto:    []uint8{pkt.ProtoTCP, pkt.ProtoUDP}[rng.IntN(2)],
+		sport:    ports[rng.IntN(len(ports))],
+		dport:    ports[rng.IntN(len(ports))],
+		flags:    flags[rng.IntN(len(flags))],
+		mark:     []uint32{0, GuardMark, GuardMark + 1}[rng.IntN(3)],
+		fragment: rng.IntN(8) == 0,
+	}
+	if p.proto == pkt.ProtoUDP && rng.IntN(4) == 0 { // a DHCP client, often
+		p.sport, p.dport = 68, 67
+		if p.dst.Is6() {
+			p.sport, p.dport = 546, 547
+		}
+	}
+	return p
+}
+
+// bytes builds the packet, with an Ethernet header unless l3; a fragment
+// is the first of an IPv4 datagram (more fragments follow).
+func (p egressPacket) bytes(l3 bool) []byte {
+	var l4 []byte
+	if p.proto == pkt.ProtoTCP {
+		l4 = tcpFlags(p.sport, p.dport, p.flags)
+	} else {
+		l4 = pkt.UDP(p.sport, p.dport, nil)
+	}
+
+	var ip []byte
+	etherType := uint16(pkt.EtherIPv4)
+	switch {
+	case p.dst.Is6():
+		ip, etherType = pkt.IPv6(gw6, p.dst, p.proto, l4), pkt.EtherIPv6
+	case p.fragment:
+		first := pkt.IPv4Options{ID: uint16(p.sport), MoreFrags: true}
+		ip = pkt.IPv4(gw4, p.dst, p.proto, first, l4)
+	default:
+		ip = pkt.IPv4(gw4, p.dst, p.proto, pkt.IPv4Options{}, l4)
+	}
+	if l3 {
+		return ip
+	}
+	return pkt.Ether(etherType, ip)
+}
