@@ -22,6 +22,7 @@ run_deps=(
 	"nc:netcat-openbsd"
 	"tcpreplay:tcpreplay"
 	"trafgen:netsniff-ng"
+	"ethtool:ethtool"
 	"nft:nftables"
 	"mosquitto:mosquitto"
 	"dpkg-deb:dpkg"
