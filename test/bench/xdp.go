@@ -319,8 +319,11 @@ func attachEdgeward(p *pipeline, entries int, generic bool) (func(), error) {
 		if err := l.ApplyPolicy(pol); err != nil {
 			return err
 		}
-		_, err = l.Attach(loader.Interface{Index: p.lanIndex, Name: "lan0"}, loader.RoleLAN)
-		return err
+		attached, err := l.Attach(loader.Interface{Index: p.lanIndex, Name: "lan0"}, loader.RoleLAN)
+		if err != nil {
+			return err
+		}
+		return checkXDPMode(attached, generic)
 	})
 	if err != nil {
 		cleanup()
@@ -331,6 +334,24 @@ func attachEdgeward(p *pipeline, entries int, generic bool) (func(), error) {
 		l.Close()
 		cleanup()
 	}, nil
+}
+
+// checkXDPMode fails when xdp_lan is not attached in the mode asked for
+// (the loader falls back to generic XDP where the driver has none).
+func checkXDPMode(attached []loader.Attached, generic bool) error {
+	want := loader.ModeXDPNative
+	if generic {
+		want = loader.ModeXDPGeneric
+	}
+	for _, a := range attached {
+		if a.Hook == loader.HookXDPLAN {
+			if a.Mode != want {
+				return fmt.Errorf("xdp_lan attached as %s, not %s", a.Mode, want)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("xdp_lan not attached to lan0")
 }
 
 // hostsConfig allows udp/443 to entries host addresses.
