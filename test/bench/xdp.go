@@ -23,10 +23,10 @@ import (
 // pipeline is three namespaces: a packet generator, the device under test
 // (a gateway that routes from lan0 to wan0) and a sink behind wan0.
 type pipeline struct {
-	gen, dut, sink *benchNS
-	lanIndex       int
-	lanMAC, genMAC net.HardwareAddr
-	dir            string
+	gen, dut, sink     *benchNS
+	lanIndex, genIndex int
+	lanMAC, genMAC     net.HardwareAddr
+	dir                string
 }
 
 const (
@@ -85,7 +85,7 @@ func (p *pipeline) wire() error {
 	if p.lanMAC, p.lanIndex, err = linkInfo(p.dut, "lan0"); err != nil {
 		return err
 	}
-	p.genMAC, _, err = linkInfo(p.gen, "gen0")
+	p.genMAC, p.genIndex, err = linkInfo(p.gen, "gen0")
 	return err
 }
 
@@ -234,19 +234,24 @@ func busyDuring(fn func() error) (time.Duration, error) {
 	return time.Duration(after-before) * 10 * time.Millisecond, nil
 }
 
+// nativeVariant is the filter every other is compared with.
+const nativeVariant = "edgeward xdp_lan (native XDP)"
+
 // filterVariant installs one way of dropping the generator's traffic.
 type filterVariant struct {
 	name    string
 	install func(p *pipeline, entries int) (remove func(), err error)
+	// fate is where the traffic ends, checked against the IP counters.
+	fate frameFate
 }
 
 func filterVariants() []filterVariant {
 	return []filterVariant{
-		{"stack, no filter (forwards)", func(*pipeline, int) (func(), error) { return func() {}, nil }},
-		{"iptables FORWARD, linear rules", installIptables},
-		{"nftables netdev ingress, set", installNft},
-		{"edgeward xdp_lan (native XDP)", installEdgeward(false)},
-		{"edgeward xdp_lan (generic XDP)", installEdgeward(true)},
+		{"stack, no filter (forwards)", func(*pipeline, int) (func(), error) { return func() {}, nil }, forwarded},
+		{"iptables FORWARD, linear rules", installIptables, droppedInForward},
+		{"nftables netdev ingress, set", installNft, droppedBeforeIP},
+		{nativeVariant, installEdgeward(false), droppedBeforeIP},
+		{"edgeward xdp_lan (generic XDP)", installEdgeward(true), droppedBeforeIP},
 	}
 }
 
@@ -368,10 +373,14 @@ func hostsConfig(entries int) *config.Config {
 }
 
 // benchPipeline measures the CPU per dropped packet of each filter at a
-// fixed offered rate.
-func benchPipeline(w io.Writer, entries, rate, n int) error {
-	if _, err := exec.LookPath("trafgen"); err != nil {
-		return fmt.Errorf("trafgen (Debian package netsniff-ng) is needed: %w", err)
+// fixed offered rate from trafgen, then the drop rate and CPU per packet of
+// each filter against the kernel's frame generator (at most frames per
+// filter and round).
+func benchPipeline(w io.Writer, entries, rate, n, frames int) error {
+	for _, tool := range [][2]string{{"trafgen", "netsniff-ng"}, {"ethtool", "ethtool"}} {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			return fmt.Errorf("%s (Debian package %s) is needed: %w", tool[0], tool[1], err)
+		}
 	}
 	p, err := newPipeline()
 	if err != nil {
@@ -414,14 +423,17 @@ func benchPipeline(w io.Writer, entries, rate, n int) error {
 	fmt.Fprintln(w, "CPU of the whole machine (/proc/stat, less an idle period as long) per packet received on lan0, generator included; lower is better")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "filter\tCPU us/pkt\tedgeward native / this\t")
-	ours := results["edgeward xdp_lan (native XDP)"]
+	ours := results[nativeVariant]
 	for _, name := range order {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t\n", name, float64(results[name])/1e3, float64(ours)/float64(results[name]))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	return nil
+	return p.benchFrames(w, entries, frames, framesLimit)
 }
+
+// framesLimit bounds one generator run of benchFrames in time.
+const framesLimit = time.Second
 
 // benchXDPPrograms measures the XDP programs with BPF_PROG_TEST_RUN next to
 // an empty XDP program: the uplink ingress program on a reply of a known
