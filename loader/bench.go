@@ -37,7 +37,7 @@ type xdpContext struct {
 // BenchXDPLAN, in the caller's network namespace. It goes
 // through the live maps: counters grow, and first fragments are recorded.
 func (l *Loader) Benchmark(target BenchTarget, packet []byte, repeat, ifindex int) (float64, uint32, error) {
-	prog, err := l.benchProgram(target)
+	prog, err := l.BenchProgram(target)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -54,7 +54,9 @@ func (l *Loader) Benchmark(target BenchTarget, packet []byte, repeat, ifindex in
 	return float64(time.Since(began).Nanoseconds()) / float64(opts.Repeat), ret, nil
 }
 
-func (l *Loader) benchProgram(target BenchTarget) (*ebpf.Program, error) {
+// BenchProgram returns the program Benchmark runs for target; it stays
+// owned by the Loader.
+func (l *Loader) BenchProgram(target BenchTarget) (*ebpf.Program, error) {
 	switch target {
 	case BenchEgress:
 		return l.objs.TCEgressEth, nil

@@ -72,7 +72,7 @@ func newFrameGenerator(ns *benchNS, ifindex int, frame []byte) (*frameGenerator,
 		return nil, fmt.Errorf("frame generator: load program: %w", err)
 	}
 	g := &frameGenerator{ns: ns, prog: prog, state: state, frame: frame}
-	if g.release, err = holdInDispatcher(ns, prog); err != nil {
+	if g.release, err = holdInDispatcher(ns, "xdphold", prog); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -80,19 +80,20 @@ func newFrameGenerator(ns *benchNS, ifindex int, frame []byte) (*frameGenerator,
 }
 
 // holdInDispatcher attaches prog in native mode to a veth pair made for
-// the purpose in ns, which carries no traffic. BPF_PROG_TEST_RUN with a
-// repeat count puts an XDP program into the kernel's XDP dispatcher and
-// takes it out again afterwards; each change rewrites the dispatcher and
-// waits for an RCU grace period, which here makes every call sleep about
-// 15 ms, sleep that would count as the generator's wall time. A program
-// that is attached natively stays in the dispatcher, so the calls change
-// nothing. The returned func detaches it and removes the pair.
-func holdInDispatcher(ns *benchNS, prog *ebpf.Program) (func(), error) {
-	if err := ns.sh("ip link add xdphold0 type veth peer name xdphold1"); err != nil {
+// the purpose in ns (pair, pair+"p"), which carries no traffic.
+// BPF_PROG_TEST_RUN with a repeat count puts an XDP program into the
+// kernel's XDP dispatcher and takes it out again afterwards; each change
+// rewrites the dispatcher and waits for an RCU grace period, which here
+// makes every call sleep about 15 ms, sleep that would count as the
+// program's time. A program that is attached natively stays in the
+// dispatcher, so the calls change nothing. The returned func detaches it
+// and removes the pair.
+func holdInDispatcher(ns *benchNS, pair string, prog *ebpf.Program) (func(), error) {
+	if err := ns.sh(fmt.Sprintf("ip link add %s type veth peer name %sp", pair, pair)); err != nil {
 		return nil, err
 	}
-	remove := func() { ns.sh("ip link del xdphold0") }
-	_, index, err := linkInfo(ns, "xdphold0")
+	remove := func() { ns.sh("ip link del " + pair) }
+	_, index, err := linkInfo(ns, pair)
 	if err != nil {
 		remove()
 		return nil, err
@@ -105,7 +106,7 @@ func holdInDispatcher(ns *benchNS, prog *ebpf.Program) (func(), error) {
 	})
 	if err != nil {
 		remove()
-		return nil, fmt.Errorf("frame generator: hold the program in the XDP dispatcher: %w", err)
+		return nil, fmt.Errorf("hold %s in the XDP dispatcher: %w", prog, err)
 	}
 	return func() { l.Close(); remove() }, nil
 }
