@@ -27,8 +27,9 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 
 /* ew_count adds one packet of len bytes to the cell (hook, verdict,
  * reason). */
-static __always_inline void ew_count(enum ew_hook hook, enum ew_verdict verdict,
-				enum ew_reason reason, __u64 len)
+static __always_inline void ew_count(enum ew_hook hook,
+				     enum ew_verdict verdict,
+				     enum ew_reason reason, __u64 len)
 {
 	__u32 slot = (hook * EW_VERDICT_MAX + verdict) * EW_REASON_MAX + reason;
 	struct ew_counter *c;
@@ -620,7 +621,8 @@ static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 	verdict = ew_verdict(d.reason, mode);
 	ew_account(EW_HOOK_TC_EGRESS, verdict, &d, skb->len);
 	if (verdict != EW_VERDICT_PASS)
-		ew_report_deny(EW_HOOK_TC_EGRESS, verdict, &d, &pkt, skb->ifindex);
+		ew_report_deny(EW_HOOK_TC_EGRESS, verdict, &d, &pkt,
+			       skb->ifindex);
 	return verdict == EW_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
@@ -703,7 +705,8 @@ static __always_inline enum ew_verdict ew_ingress_decide(void *ctx,
 		ew_adopt(ctx, &pkt, d);
 	verdict = ew_verdict(d->reason, mode);
 	if (verdict != EW_VERDICT_PASS)
-		ew_report_deny(EW_HOOK_UPLINK_INGRESS, verdict, d, &pkt, ifindex);
+		ew_report_deny(EW_HOOK_UPLINK_INGRESS, verdict, d, &pkt,
+			       ifindex);
 	return verdict;
 }
 
@@ -772,7 +775,8 @@ int xdp_lan(struct xdp_md *ctx)
 	verdict = ew_verdict(d.reason, mode);
 	ew_account(EW_HOOK_XDP_LAN, verdict, &d, ctx->data_end - ctx->data);
 	if (verdict != EW_VERDICT_PASS)
-		ew_report_deny(EW_HOOK_XDP_LAN, verdict, &d, &pkt, ctx->ingress_ifindex);
+		ew_report_deny(EW_HOOK_XDP_LAN, verdict, &d, &pkt,
+			       ctx->ingress_ifindex);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
