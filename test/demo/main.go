@@ -109,7 +109,7 @@ func startBroker(s *sandbox.Sandbox) (*sandbox.Broker, string, error) {
 // gateway and waits until the uplink is enforced.
 func (d *demo) startEnforcer(ctx context.Context, spool string) error {
 	d.bpffs = filepath.Join(d.sb.BPFFS, "edgeward")
-	path, _, err := demopolicy.Write(d.sb.Dir, demopolicy.Params{BPFFS: d.bpffs, Dir: d.sb.Dir, ExtraYAML: spool, Transparent: true})
+	path, _, err := demopolicy.Write(d.sb.Dir, demopolicy.Params{BPFFS: d.bpffs, Dir: d.sb.Dir, Cgroup: d.sb.Cgroup, ExtraYAML: spool, Transparent: true})
 	if err != nil {
 		return err
 	}
