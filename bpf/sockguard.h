@@ -61,8 +61,10 @@ static __always_inline enum ew_reason ew_sockopt_reason(int level, int optname)
  * as the process passed it. For an optval longer than a page, of which the
  * program holds only the first page, optlen 0 tells the kernel to use the
  * process's own buffer (Documentation/bpf/prog_cgroup_sockopt.rst, "Large
- * optval"); left as it is, older kernels fail the call with EFAULT. A
- * shorter optval is the program's unchanged copy of it.
+ * optval"). Left as it is, kernels before "bpf: Don't EFAULT for
+ * {g,s}setsockopt with wrong optlen" (Linux 6.5) fail the call with EFAULT,
+ * and later ones log "bpf setsockopt: ignoring program buffer". A shorter
+ * optval is the program's unchanged copy of it.
  */
 static __always_inline void ew_sockopt_untouched(struct bpf_sockopt *ctx)
 {
