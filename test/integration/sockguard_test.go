@@ -36,6 +36,7 @@ const (
 	rawSendSrc      = "EDGEWARD_RAWSEND_SRC"     // source IPv4 address
 	rawSendDst      = "EDGEWARD_RAWSEND_DST"     // destination ip:port
 	rawSendBypass   = "EDGEWARD_RAWSEND_BYPASS"  // "1": set PACKET_QDISC_BYPASS
+	rawSendFirst    = "EDGEWARD_RAWSEND_FIRST"   // sequence number of the first frame
 	rawSendCount    = "EDGEWARD_RAWSEND_COUNT"   // frames to send
 	rawSendDuration = "EDGEWARD_RAWSEND_SECONDS" // bypass-loop: how long
 )
@@ -89,6 +90,10 @@ func sendFrames() error {
 	if err != nil {
 		return err
 	}
+	first, err := strconv.Atoi(os.Getenv(rawSendFirst))
+	if err != nil {
+		return err
+	}
 
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 	if err != nil {
@@ -104,7 +109,7 @@ func sendFrames() error {
 	copy(to.Addr[:], dstMAC)
 	dropped := 0
 	for seq := range n {
-		frame := udpFrame(ifc.HardwareAddr, dstMAC, src, dst, uint32(seq))
+		frame := udpFrame(ifc.HardwareAddr, dstMAC, src, dst, uint32(first+seq))
 		err := unix.Sendto(fd, frame, 0, to)
 		switch {
 		case errors.Is(err, unix.ENOBUFS):
@@ -195,16 +200,17 @@ func (g *gateway) rawSendCmd(ctx context.Context, guarded bool, env ...string) (
 }
 
 // sendBypassFrames runs sendFrames in the gateway: n datagrams to dst
-// leaving wan0, with or without PACKET_QDISC_BYPASS, from a process in
-// the guarded cgroup or outside it. It returns the exit status.
-func (g *gateway) sendBypassFrames(guarded, bypass bool, dst string, n int) (int, string) {
+// leaving wan0, numbered from first, with or without PACKET_QDISC_BYPASS,
+// from a process in the guarded cgroup or outside it. It returns the exit
+// status and the output.
+func (g *gateway) sendBypassFrames(guarded, bypass bool, dst string, first, n int) (int, string) {
 	g.t.Helper()
 	ctx, cancel := context.WithTimeout(g.t.Context(), 30*time.Second)
 	defer cancel()
 	cmd, cg := g.rawSendCmd(ctx, guarded,
 		rawSendEnv+"=frames", rawSendIface+"="+sb.GatewayWANIface, rawSendDstMAC+"="+g.macOf(sb.WAN, sb.WANUplinkIface),
 		rawSendSrc+"="+sb.GatewayWAN4, rawSendDst+"="+dst, rawSendBypass+"="+boolFlag(bypass),
-		rawSendCount+"="+strconv.Itoa(n))
+		rawSendFirst+"="+strconv.Itoa(first), rawSendCount+"="+strconv.Itoa(n))
 	if cg != nil {
 		defer cg.Close()
 	}
@@ -299,7 +305,7 @@ func TestSocketGuardClosesQdiscBypass(t *testing.T) {
 	dst := sb.Addr(sb.InternetHost4, 5370)
 	recv := g.countUDP(sb.WAN, dst)
 
-	if code, out := g.sendBypassFrames(false, false, dst, n); code != 0 {
+	if code, out := g.sendBypassFrames(false, false, dst, 0, n); code != 0 {
 		t.Fatalf("frames without the option, outside the cgroup: exit %d\n%s", code, out)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -308,7 +314,7 @@ func TestSocketGuardClosesQdiscBypass(t *testing.T) {
 	}
 
 	// The hole: outside the guarded cgroup the option skips tc egress.
-	if code, out := g.sendBypassFrames(false, true, dst, n); code != 0 {
+	if code, out := g.sendBypassFrames(false, true, dst, 1000, n); code != 0 {
 		t.Fatalf("frames with the option, outside the cgroup: exit %d\n%s", code, out)
 	}
 	waitFor(t, 5*time.Second, func() error {
@@ -319,8 +325,8 @@ func TestSocketGuardClosesQdiscBypass(t *testing.T) {
 	})
 
 	before := g.counters()["socket/drop/qdisc_bypass"]
-	for range 3 {
-		code, out := g.sendBypassFrames(true, true, dst, n)
+	for i := range 3 {
+		code, out := g.sendBypassFrames(true, true, dst, 2000+100*i, n)
 		if code != exitRefused || !strings.Contains(out, "operation not permitted") {
 			t.Errorf("frames with the option, inside the guarded cgroup: exit %d, want %d (EPERM)\n%s", code, exitRefused, out)
 		}
@@ -335,8 +341,13 @@ func TestSocketGuardClosesQdiscBypass(t *testing.T) {
 
 	// Inside the cgroup a packet socket without the option still works,
 	// and its frames meet tc egress.
-	if code, out := g.sendBypassFrames(true, false, dst, n); code != 0 {
+	arrived := recv.count()
+	if code, out := g.sendBypassFrames(true, false, dst, 3000, n); code != 0 {
 		t.Errorf("frames without the option, inside the cgroup: exit %d\n%s", code, out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := recv.count() - arrived; got != 0 {
+		t.Errorf("%d frames without the option from inside the cgroup arrived: tc egress should drop them", got)
 	}
 	metrics, err := g.sb.Curl(t.Context(), sb.Gateway, "http://127.0.0.1:9470/metrics")
 	if err != nil {
