@@ -6,6 +6,7 @@
  *   uplink egress   tc_egress_eth, tc_egress_l3   endpoints, proxy, link needs
  *   uplink ingress  xdp_uplink, tc_ingress_l3     replies of allowed flows
  *   LAN ingress     xdp_lan                       by where the FIB routes it
+ *   socket guard    guard_sockopt (cgroup)        sockets that skip tc egress
  *
  * All of them count every verdict under its reason in ew_counters.
  */
@@ -19,6 +20,7 @@
 #include "parse.h"
 #include "policy.h"
 #include "reasons.h"
+#include "sockguard.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -778,6 +780,33 @@ int xdp_lan(struct xdp_md *ctx)
 		ew_report_deny(EW_HOOK_XDP_LAN, verdict, &d, &pkt,
 			       ctx->ingress_ifindex);
 	return verdict == EW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+/* guard_sockopt refuses, to the processes of the guarded cgroup, the
+ * socket options that send around tc egress (sockguard.h) and lets every
+ * other option through untouched. A refusal is counted under the socket
+ * hook; in audit mode the option passes and is counted as audit. Before the
+ * first policy the guard refuses: fail closed. */
+SEC("cgroup/setsockopt")
+int guard_sockopt(struct bpf_sockopt *ctx)
+{
+	enum ew_verdict verdict = EW_VERDICT_PASS;
+	enum ew_reason reason;
+	struct ew_settings *s;
+	__u32 slot = 0;
+
+	reason = ew_sockopt_reason(ctx->level, ctx->optname);
+	if (reason != EW_REASON_UNKNOWN) {
+		s = ew_active_policy(&slot);
+		verdict = s && s->mode == EW_MODE_AUDIT ? EW_VERDICT_AUDIT :
+							  EW_VERDICT_DROP;
+		ew_count(EW_HOOK_SOCKET, verdict, reason, 0);
+	}
+
+	if (verdict == EW_VERDICT_DROP)
+		return EW_SOCKOPT_REFUSE;
+	ew_sockopt_untouched(ctx);
+	return EW_SOCKOPT_ALLOW;
 }
 
 /* ew_btf_types is never called, so no program carries it. Its parameters

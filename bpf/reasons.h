@@ -8,11 +8,14 @@
 #ifndef EW_REASONS_H
 #define EW_REASONS_H
 
-/* Where in the data path a packet was judged. */
+/* Where in the data path a packet was judged. EW_HOOK_SOCKET is the socket
+ * guard (sockguard.h): it judges socket calls of the guarded cgroup's
+ * processes, not packets, and its cells count calls. */
 enum ew_hook {
 	EW_HOOK_TC_EGRESS = 0,
 	EW_HOOK_XDP_LAN = 1,
 	EW_HOOK_UPLINK_INGRESS = 2,
+	EW_HOOK_SOCKET = 3,
 	EW_HOOK_MAX = 4,
 };
 
@@ -26,7 +29,8 @@ enum ew_verdict {
 
 /*
  * Why. Reasons below EW_REASON_FIRST_DENY allow a packet, the others deny it
- * (or, in audit mode, would deny it).
+ * (or, in audit mode, would deny it). Reasons from EW_REASON_FIRST_SOCKET on
+ * are the socket guard's (EW_HOOK_SOCKET) and deny a call, never a packet.
  */
 enum ew_reason {
 	EW_REASON_UNKNOWN = 0,
@@ -58,6 +62,10 @@ enum ew_reason {
 	EW_REASON_NOT_A_SERVICE = 41, /* LAN host to a gateway port not offered */
 	EW_REASON_NOT_ROUTABLE = 42,  /* LAN host to another LAN or ignored port */
 	EW_REASON_DNS_UNGUARDED = 43, /* DNS the guard neither sent nor let through */
+
+	EW_REASON_FIRST_SOCKET = 56,
+	EW_REASON_QDISC_BYPASS = 56,  /* PACKET_QDISC_BYPASS: sends skip tc egress */
+	EW_REASON_AF_XDP = 57,        /* AF_XDP set-up (SOL_XDP): sends skip tc */
 	EW_REASON_MAX = 64,
 };
 

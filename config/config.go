@@ -173,6 +173,19 @@ type Paths struct {
 	BPFFS  string // pins; must be on a bpffs that outlives the daemon
 	State  string
 	Socket string // control socket; at most 107 bytes (sun_path)
+	// Cgroup is the cgroup v2 directory whose processes the socket guard
+	// covers. It is empty when the file leaves it out, the one default
+	// Parse cannot fill in: the root of the cgroup v2 hierarchy, which
+	// only the machine can tell (see GuardCgroup).
+	Cgroup string
+	// CgroupAt is where the file sets Cgroup, for GuardCgroup's errors;
+	// zero when it does not.
+	CgroupAt Position
+}
+
+// Position is a place in the config file; Line and Column are 1-based.
+type Position struct {
+	Line, Column int
 }
 
 // defaults returns a Config holding every default; Parse overwrites what

@@ -17,7 +17,10 @@
 // # Invariants of a returned Config
 //
 //   - Every default is filled in (see the Default* constants); nothing
-//     downstream decides defaults from zero values.
+//     downstream decides defaults from zero values. One exception:
+//     Paths.Cgroup is empty when the file leaves it out, since its
+//     default (the root of the cgroup v2 hierarchy) depends on the
+//     machine; GuardCgroup resolves it.
 //   - Interface patterns are valid path.Match patterns, none is "lo",
 //     none matches every name, and no interface name of 1-15 characters
 //     matches patterns of two roles; Classify therefore has one answer.
@@ -36,6 +39,8 @@
 //     expand into a huge one.
 //   - Parse never touches the file system: TLS files, the spool directory
 //     and the bpffs mount are checked by the daemon when it uses them.
+//     GuardCgroup does read it (mountinfo, paths.cgroup), and reports a
+//     bad paths.cgroup with the line Parse recorded (Paths.CgroupAt).
 //
 // Parse is safe for concurrent use; a Config must not be modified after
 // it is shared.

@@ -14,7 +14,7 @@ const maxSocketPath = 107
 
 // paths decodes the paths section into ps, which holds the defaults.
 func (p *parser) paths(n *yaml.Node, ps *Paths) {
-	o := p.object(n, "paths", "bpffs", "state", "socket")
+	o := p.object(n, "paths", "bpffs", "state", "socket", "cgroup")
 	if o == nil {
 		return
 	}
@@ -31,6 +31,10 @@ func (p *parser) paths(n *yaml.Node, ps *Paths) {
 			p.errorAt(v, o.path("socket"), "a UNIX socket path has at most %d bytes, this one has %d",
 				maxSocketPath, len(ps.Socket))
 		}
+	}
+	if v := o.get("cgroup"); v != nil {
+		ps.Cgroup = p.absPath(v, o.path("cgroup"))
+		ps.CgroupAt = Position{Line: v.Line, Column: v.Column}
 	}
 }
 

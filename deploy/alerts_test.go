@@ -21,13 +21,15 @@ var severities = []string{"critical", "warning", "info"}
 
 // alertMetrics are the metrics the alerts must watch (issue #7): drops,
 // map pressure, reloads, rejected answers, spool age and loss, forwarder
-// and tunnel, lost events; up covers a daemon that is down.
+// and tunnel, lost events, the socket guard; up covers a daemon that is
+// down.
 var alertMetrics = []string{
 	"up", "edgeward_build_info", "edgeward_packets_total",
 	"edgeward_policy_family_entries", "edgeward_policy_capacity",
 	"edgeward_config_last_reload_failed", "edgeward_dns_queries_total",
 	"edgeward_spool_oldest_record_age_seconds", "edgeward_spool_records_dropped_total",
 	"edgeward_spool_upstream_up", "edgeward_interfaces_up", "edgeward_events_lost_total",
+	"edgeward_socket_guard_attached", "edgeward_socket_options_denied_total",
 }
 
 type ruleFile struct {

@@ -26,6 +26,7 @@ var dashboardMetrics = []string{
 	"edgeward_spool_oldest_record_age_seconds", "edgeward_spool_records_dropped_total",
 	"edgeward_spool_records_dead_lettered_total", "edgeward_interfaces_up",
 	"edgeward_spool_upstream_up", "edgeward_events_lost_total",
+	"edgeward_socket_options_denied_total", "edgeward_socket_guard_attached",
 }
 
 type dashboard struct {

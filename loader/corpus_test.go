@@ -42,7 +42,7 @@ func TestICSCorpus(t *testing.T) {
 	}
 
 	cfgDir := t.TempDir()
-	_, cfg, err := demopolicy.Write(cfgDir, demopolicy.Params{BPFFS: "/unused", Dir: cfgDir})
+	_, cfg, err := demopolicy.Write(cfgDir, demopolicy.Params{BPFFS: "/unused", Dir: cfgDir, Cgroup: "/unused"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,16 @@
 //	PinPath/links/<ifindex>_<hook>
 //	                          tcx and XDP links; clsact filters live in
 //	                          their qdisc, with a fixed handle and priority
+//	PinPath/guard/setsockopt  the socket guard's cgroup link
+//	                          (AttachSocketGuard)
 //
 // Open loads the programs against the pinned maps (creating them the first
 // time), so a restarted daemon keeps the policy, the flows, the learned
 // destinations and the counters. Attach then updates a pinned link in place
 // (BPF_LINK_UPDATE) or replaces our clsact filter (same handle): a program
 // is swapped atomically, there is no moment without one, and never a second
-// attachment. Close releases file descriptors only; Unload is the one way
+// attachment. AttachSocketGuard does the same for the cgroup link of the
+// socket guard, and moves it when paths.cgroup names another cgroup. Close releases file descriptors only; Unload is the one way
 // to remove enforcement.
 //
 // # Policy

@@ -99,6 +99,7 @@ const (
 	edgewardEwHookEW_HOOK_TC_EGRESS      edgewardEwHook = 0
 	edgewardEwHookEW_HOOK_XDP_LAN        edgewardEwHook = 1
 	edgewardEwHookEW_HOOK_UPLINK_INGRESS edgewardEwHook = 2
+	edgewardEwHookEW_HOOK_SOCKET         edgewardEwHook = 3
 	edgewardEwHookEW_HOOK_MAX            edgewardEwHook = 4
 )
 
@@ -158,6 +159,9 @@ const (
 	edgewardEwReasonEW_REASON_NOT_A_SERVICE         edgewardEwReason = 41
 	edgewardEwReasonEW_REASON_NOT_ROUTABLE          edgewardEwReason = 42
 	edgewardEwReasonEW_REASON_DNS_UNGUARDED         edgewardEwReason = 43
+	edgewardEwReasonEW_REASON_FIRST_SOCKET          edgewardEwReason = 56
+	edgewardEwReasonEW_REASON_QDISC_BYPASS          edgewardEwReason = 56
+	edgewardEwReasonEW_REASON_AF_XDP                edgewardEwReason = 57
 	edgewardEwReasonEW_REASON_MAX                   edgewardEwReason = 64
 )
 
@@ -222,6 +226,7 @@ const (
 	edgewardMapEwPolicySettings = "ew_policy_settings"
 	edgewardMapEwRules4         = "ew_rules4"
 	edgewardMapEwRules6         = "ew_rules6"
+	edgewardProgGuardSockopt    = "guard_sockopt"
 	edgewardProgTcEgressEth     = "tc_egress_eth"
 	edgewardProgTcEgressL3      = "tc_egress_l3"
 	edgewardProgTcEmpty         = "tc_empty"
@@ -230,6 +235,7 @@ const (
 	edgewardProgXdpLan          = "xdp_lan"
 	edgewardProgXdpUplink       = "xdp_uplink"
 	edgewardVarEwExplain        = "ew_explain"
+	edgewardVarEwPageSize       = "ew_page_size"
 	edgewardVarEwPlainPath      = "ew_plain_path"
 )
 
@@ -275,13 +281,14 @@ type edgewardSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type edgewardProgramSpecs struct {
-	TcEgressEth *ebpf.ProgramSpec `ebpf:"tc_egress_eth"`
-	TcEgressL3  *ebpf.ProgramSpec `ebpf:"tc_egress_l3"`
-	TcEmpty     *ebpf.ProgramSpec `ebpf:"tc_empty"`
-	TcIngressL3 *ebpf.ProgramSpec `ebpf:"tc_ingress_l3"`
-	XdpEmpty    *ebpf.ProgramSpec `ebpf:"xdp_empty"`
-	XdpLan      *ebpf.ProgramSpec `ebpf:"xdp_lan"`
-	XdpUplink   *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
+	GuardSockopt *ebpf.ProgramSpec `ebpf:"guard_sockopt"`
+	TcEgressEth  *ebpf.ProgramSpec `ebpf:"tc_egress_eth"`
+	TcEgressL3   *ebpf.ProgramSpec `ebpf:"tc_egress_l3"`
+	TcEmpty      *ebpf.ProgramSpec `ebpf:"tc_empty"`
+	TcIngressL3  *ebpf.ProgramSpec `ebpf:"tc_ingress_l3"`
+	XdpEmpty     *ebpf.ProgramSpec `ebpf:"xdp_empty"`
+	XdpLan       *ebpf.ProgramSpec `ebpf:"xdp_lan"`
+	XdpUplink    *ebpf.ProgramSpec `ebpf:"xdp_uplink"`
 }
 
 // edgewardMapSpecs contains maps before they are loaded into the kernel.
@@ -308,6 +315,7 @@ type edgewardMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type edgewardVariableSpecs struct {
 	EwExplain   *ebpf.VariableSpec `ebpf:"ew_explain"`
+	EwPageSize  *ebpf.VariableSpec `ebpf:"ew_page_size"`
 	EwPlainPath *ebpf.VariableSpec `ebpf:"ew_plain_path"`
 }
 
@@ -369,6 +377,7 @@ func (m *edgewardMaps) Close() error {
 // It can be passed to loadEdgewardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type edgewardVariables struct {
 	EwExplain   *ebpf.Variable `ebpf:"ew_explain"`
+	EwPageSize  *ebpf.Variable `ebpf:"ew_page_size"`
 	EwPlainPath *ebpf.Variable `ebpf:"ew_plain_path"`
 }
 
@@ -376,17 +385,19 @@ type edgewardVariables struct {
 //
 // It can be passed to loadEdgewardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type edgewardPrograms struct {
-	TcEgressEth *ebpf.Program `ebpf:"tc_egress_eth"`
-	TcEgressL3  *ebpf.Program `ebpf:"tc_egress_l3"`
-	TcEmpty     *ebpf.Program `ebpf:"tc_empty"`
-	TcIngressL3 *ebpf.Program `ebpf:"tc_ingress_l3"`
-	XdpEmpty    *ebpf.Program `ebpf:"xdp_empty"`
-	XdpLan      *ebpf.Program `ebpf:"xdp_lan"`
-	XdpUplink   *ebpf.Program `ebpf:"xdp_uplink"`
+	GuardSockopt *ebpf.Program `ebpf:"guard_sockopt"`
+	TcEgressEth  *ebpf.Program `ebpf:"tc_egress_eth"`
+	TcEgressL3   *ebpf.Program `ebpf:"tc_egress_l3"`
+	TcEmpty      *ebpf.Program `ebpf:"tc_empty"`
+	TcIngressL3  *ebpf.Program `ebpf:"tc_ingress_l3"`
+	XdpEmpty     *ebpf.Program `ebpf:"xdp_empty"`
+	XdpLan       *ebpf.Program `ebpf:"xdp_lan"`
+	XdpUplink    *ebpf.Program `ebpf:"xdp_uplink"`
 }
 
 func (p *edgewardPrograms) Close() error {
 	return _EdgewardClose(
+		p.GuardSockopt,
 		p.TcEgressEth,
 		p.TcEgressL3,
 		p.TcEmpty,

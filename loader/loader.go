@@ -48,23 +48,25 @@ type objects struct {
 	TCIngressL3 *ebpf.Program `ebpf:"tc_ingress_l3"`
 	XDPUplink   *ebpf.Program `ebpf:"xdp_uplink"`
 	XDPLAN      *ebpf.Program `ebpf:"xdp_lan"`
-	Counters    *ebpf.Map     `ebpf:"ew_counters"`
-	Ifaces      *ebpf.Map     `ebpf:"ew_ifaces"`
-	Flows       *ebpf.Map     `ebpf:"ew_flows"`
-	Events      *ebpf.Map     `ebpf:"ew_events"`
-	Losses      *ebpf.Map     `ebpf:"ew_event_losses"`
-	Budgets     *ebpf.Map     `ebpf:"ew_event_budgets"`
-	Learned     *ebpf.Map     `ebpf:"ew_learned_dests"`
-	Frags       *ebpf.Map     `ebpf:"ew_frags"`
-	Active      *ebpf.Map     `ebpf:"ew_active"`
-	Settings    *ebpf.Map     `ebpf:"ew_policy_settings"`
-	Rules4      *ebpf.Map     `ebpf:"ew_rules4"`
-	Rules6      *ebpf.Map     `ebpf:"ew_rules6"`
+	// GuardSockopt is the socket guard's cgroup/setsockopt program.
+	GuardSockopt *ebpf.Program `ebpf:"guard_sockopt"`
+	Counters     *ebpf.Map     `ebpf:"ew_counters"`
+	Ifaces       *ebpf.Map     `ebpf:"ew_ifaces"`
+	Flows        *ebpf.Map     `ebpf:"ew_flows"`
+	Events       *ebpf.Map     `ebpf:"ew_events"`
+	Losses       *ebpf.Map     `ebpf:"ew_event_losses"`
+	Budgets      *ebpf.Map     `ebpf:"ew_event_budgets"`
+	Learned      *ebpf.Map     `ebpf:"ew_learned_dests"`
+	Frags        *ebpf.Map     `ebpf:"ew_frags"`
+	Active       *ebpf.Map     `ebpf:"ew_active"`
+	Settings     *ebpf.Map     `ebpf:"ew_policy_settings"`
+	Rules4       *ebpf.Map     `ebpf:"ew_rules4"`
+	Rules6       *ebpf.Map     `ebpf:"ew_rules6"`
 }
 
 func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
-		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN,
+		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN, o.GuardSockopt,
 		o.Counters, o.Ifaces, o.Flows, o.Frags, o.Events, o.Losses, o.Budgets, o.Learned,
 		o.Active, o.Settings, o.Rules4, o.Rules6,
 	} {
@@ -81,9 +83,10 @@ var pinnedMaps = []string{
 	"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
 }
 
-// pinLayout names the places under the pin directory.
+// pinLayout names the places under the pin directory. guard holds the
+// socket guard's cgroup links, apart from the interface links in links.
 type pinLayout struct {
-	root, maps, links, progs string
+	root, maps, links, progs, guard string
 }
 
 func newPinLayout(root string) pinLayout {
@@ -92,6 +95,7 @@ func newPinLayout(root string) pinLayout {
 		maps:  filepath.Join(root, "maps"),
 		links: filepath.Join(root, "links"),
 		progs: filepath.Join(root, "progs"),
+		guard: filepath.Join(root, "guard"),
 	}
 }
 
@@ -111,6 +115,9 @@ func Open(opts Options) (*Loader, error) {
 	}
 	for _, name := range pinnedMaps {
 		spec.Maps[name].Pinning = ebpf.PinByName
+	}
+	if err := spec.Variables["ew_page_size"].Set(uint32(os.Getpagesize())); err != nil {
+		return nil, fmt.Errorf("set page size: %w", err)
 	}
 
 	l := &Loader{
@@ -158,7 +165,7 @@ func preparePinDir(p pinLayout) error {
 		return fmt.Errorf("pin directory %s is not on a bpffs: mount one that outlives the daemon (mount -t bpf bpffs DIR) and point paths.bpffs at it", p.root)
 	}
 
-	for _, dir := range []string{p.root, p.maps, p.links, p.progs} {
+	for _, dir := range []string{p.root, p.maps, p.links, p.progs, p.guard} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create pin directory: %w", err)
 		}
@@ -195,6 +202,7 @@ func (l *Loader) pinPrograms() error {
 		"tc_ingress_l3": l.objs.TCIngressL3,
 		"xdp_uplink":    l.objs.XDPUplink,
 		"xdp_lan":       l.objs.XDPLAN,
+		"guard_sockopt": l.objs.GuardSockopt,
 	} {
 		path := filepath.Join(l.pins.progs, name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -23,6 +23,9 @@ const (
 	HookTCEgress      = Hook(edgewardEwHookEW_HOOK_TC_EGRESS)
 	HookXDPLAN        = Hook(edgewardEwHookEW_HOOK_XDP_LAN)
 	HookUplinkIngress = Hook(edgewardEwHookEW_HOOK_UPLINK_INGRESS)
+	// HookSocket is the socket guard: its cells count refused socket
+	// calls, not packets, and carry no bytes.
+	HookSocket = Hook(edgewardEwHookEW_HOOK_SOCKET)
 
 	VerdictPass  = Verdict(edgewardEwVerdictEW_VERDICT_PASS)
 	VerdictDrop  = Verdict(edgewardEwVerdictEW_VERDICT_DROP)
@@ -35,8 +38,13 @@ const (
 	numVerdicts = int(edgewardEwVerdictEW_VERDICT_MAX)
 	numReasons  = int(edgewardEwReasonEW_REASON_MAX)
 
-	firstDenyReason = Reason(edgewardEwReasonEW_REASON_FIRST_DENY)
+	firstDenyReason   = Reason(edgewardEwReasonEW_REASON_FIRST_DENY)
+	firstSocketReason = Reason(edgewardEwReasonEW_REASON_FIRST_SOCKET)
 )
+
+// PacketHooks are the hooks that judge packets, in the order of their
+// numbers; HookSocket judges socket calls.
+var PacketHooks = []Hook{HookTCEgress, HookXDPLAN, HookUplinkIngress}
 
 // names holds the lower-case names of the C enums, read from the BTF of the
 // embedded object.
@@ -117,6 +125,12 @@ func (r Reason) String() string {
 // Allows tells whether the reason lets a packet pass.
 func (r Reason) Allows() bool {
 	return r < firstDenyReason
+}
+
+// Socket tells whether the reason is one of the socket guard's, which
+// deny a socket call (HookSocket) and never a packet.
+func (r Reason) Socket() bool {
+	return r >= firstSocketReason
 }
 
 // Reasons lists every reason defined in bpf/reasons.h, by number.

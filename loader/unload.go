@@ -141,15 +141,18 @@ func ifaceName(idx int) string {
 }
 
 // Unload removes every trace of Edgeward from the kernel in the current
-// network namespace: the links pinned under pinPath, our clsact filters,
-// and all pins (maps and programs go away with their last reference). It
-// is the only way enforcement ends. Unloading what is not loaded is not an
-// error.
+// network namespace: the links pinned under pinPath (interfaces and the
+// socket guard's cgroup), our clsact filters, and all pins (maps and
+// programs go away with their last reference). It is the only way
+// enforcement ends. Unloading what is not loaded is not an error.
 func Unload(pinPath string) error {
 	p := newPinLayout(pinPath)
 	var errs []error
 
 	if err := detachPinnedLinks(p); err != nil {
+		errs = append(errs, err)
+	}
+	if err := detachGuard(p); err != nil {
 		errs = append(errs, err)
 	}
 	for _, a := range clsactFilters() {

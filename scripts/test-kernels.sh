@@ -23,8 +23,8 @@ series=(
 )
 # Modules the guests load, with their dependencies, from the same package.
 modules=(veth sch_ingress cls_bpf tun nfnetlink_queue)
-guest_steps="modules verifier egress explain netns"
-host_steps="verifier egress explain netns"
+guest_steps="modules verifier egress explain guard netns"
+host_steps="verifier egress explain guard netns"
 
 cache=${EDGEWARD_KERNEL_CACHE:-/var/cache/edgeward-kernels}
 qemu_timeout=${QEMU_TIMEOUT:-300}

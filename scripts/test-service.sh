@@ -15,12 +15,16 @@
 #   - after edgeward unload it stays down
 #   - an invalid file at start fails it without a restart loop
 #   - removing the package stops and disables it
+#   - the socket guard attaches under the unit's sandbox, to the
+#     container's cgroup, and never to a cgroup of the host
 #
 # The configuration is the installed example in enforce mode, without its
 # forwarder. Everything happens in the container's namespaces: its
 # network has only lo and two veth pairs made inside it, and nothing
-# leaves it. Needs root; installs systemd-container when missing. Takes
-# about half a minute.
+# leaves it. The container runs in a cgroup the script makes (the socket
+# guard of the daemon inside attaches to the container's cgroup root,
+# which is checked to be that one). Needs root; installs systemd-container
+# when missing. Takes about half a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +33,7 @@ nspawn_pid=""
 leader=""
 failed=0
 created_run_dirs=()
+host_cgroup=""
 
 die() {
 	echo "test-service: $*" >&2
@@ -48,6 +53,11 @@ cleanup() {
 		wait "$nspawn_pid" 2>/dev/null || true
 	fi
 	[ -n "$work" ] && rm -rf "$work"
+	# The cgroup the container ran in, and what nspawn and systemd made
+	# below it.
+	if [ -n "$host_cgroup" ] && [ -d "$host_cgroup" ]; then
+		find "$host_cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	fi
 	# systemd-nspawn leaves empty folders under /run/systemd when the host
 	# does not run systemd; remove those it created.
 	local dir
@@ -107,16 +117,37 @@ make_root() {
 	cp "$deb" "$root/root/edgeward.deb"
 }
 
+# cgroup2_root FILE prints where the root of the cgroup v2 hierarchy is
+# mounted according to the mountinfo FILE, or nothing.
+cgroup2_root() {
+	awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") { print $5; exit } break } }' "$1"
+}
+
+# make_cgroup makes the cgroup the container runs in.
+make_cgroup() {
+	local root
+	root=$(cgroup2_root /proc/self/mountinfo)
+	[ -n "$root" ] || die "no cgroup v2 hierarchy is mounted on the host"
+	host_cgroup=$root/edgeward-service-$$
+	mkdir "$host_cgroup" || die "create the cgroup $host_cgroup"
+}
+
 boot() {
 	local d
 	for d in /run/systemd/nspawn /run/systemd/nspawn-root; do
 		[ -e "$d" ] || created_run_dirs+=("$d")
 	done
-	systemd-nspawn -D "$work/root" --overlay="/usr:$work/usr-upper:/usr" \
-		--private-network --register=no --keep-unit -M "edgeward-$$" \
-		--capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN,CAP_SYS_ADMIN \
-		--system-call-filter="bpf perf_event_open" \
-		-b systemd.firstboot=off >"$work/console.log" 2>&1 &
+	# In the cgroup of the test: the container's cgroups (and with them
+	# its cgroup v2 root, the default of paths.cgroup) are below it.
+	# shellcheck disable=SC2016 # $BASHPID is the subshell's
+	(
+		echo "$BASHPID" >"$host_cgroup/cgroup.procs"
+		exec systemd-nspawn -D "$work/root" --overlay="/usr:$work/usr-upper:/usr" \
+			--private-network --register=no --keep-unit -M "edgeward-$$" \
+			--capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN,CAP_SYS_ADMIN \
+			--system-call-filter="bpf perf_event_open" \
+			-b systemd.firstboot=off
+	) >"$work/console.log" 2>&1 &
 	nspawn_pid=$!
 	wait_for 30 found_leader || die "the container did not start (console: $work/console.log)"
 	timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait >/dev/null 2>&1 || true
@@ -130,6 +161,44 @@ found_leader() {
 	[ -n "$leader" ] || return 1
 	state=$(inside systemctl is-system-running 2>/dev/null || true)
 	[ -n "$state" ] && [ "$state" != offline ]
+}
+
+# mount_cgroup2 gives the container a cgroup v2 hierarchy where it has
+# none (nspawn gives a container on a hybrid host only cgroup v1), and
+# makes sure that the daemon's socket guard, which attaches to its root
+# (the default paths.cgroup), attaches to the test's cgroup: the root's
+# inode must be one of the directories below host_cgroup.
+mount_cgroup2() {
+	local mnt inode
+	mnt=$(cgroup2_root "/proc/$leader/mountinfo")
+	if [ -z "$mnt" ]; then
+		mnt=/sys/fs/cgroup/unified
+		inside sh -c "mount -o remount,rw /sys/fs/cgroup && mkdir -p $mnt &&
+			mount -o remount,ro /sys/fs/cgroup && mount -t cgroup2 cgroup2 $mnt" ||
+			die "mount a cgroup v2 hierarchy in the container"
+	fi
+	inode=$(inside stat -c %i "$mnt") || die "stat $mnt in the container"
+	find "$host_cgroup" -type d -printf '%i\n' | grep -qx "$inode" ||
+		die "the container's cgroup v2 root $mnt is not below $host_cgroup: refusing to run the daemon, whose socket guard would attach to a cgroup of the host"
+}
+
+# guard_attached: status names the socket guard on the container's root.
+guard_attached() {
+	local report
+	report=$(inside edgeward status -c /etc/edgeward/edgeward.yaml) || true
+	grep -q '^socket guard: setsockopt on cgroup /' <<<"$report"
+}
+
+# host_root_clean: no program of ours on the host's cgroup v2 root, and
+# none left below host_cgroup after unload when $1 is "all".
+host_root_clean() {
+	local root out
+	root=$(cgroup2_root /proc/self/mountinfo)
+	out=$(bpftool cgroup show "$root" 2>/dev/null || true)
+	if [ "${1:-}" = all ]; then
+		out+=$(bpftool cgroup tree "$host_cgroup" 2>/dev/null || true)
+	fi
+	! grep -q guard_sockopt <<<"$out"
 }
 
 # mount_bpffs gives the container what systemd gives a gateway at boot: a
@@ -251,8 +320,10 @@ main() {
 	local deb restarts
 	deb=$(OUT="$work" scripts/package.sh)
 	make_root "$deb"
+	make_cgroup
 	echo "test-service: booting systemd in a container"
 	boot
+	mount_cgroup2
 
 	install_package
 	check "installed: neither enabled nor started" installed_inactive
@@ -263,6 +334,8 @@ main() {
 	add_interfaces
 	check "with them it becomes active (READY=1)" wait_for 20 active
 	check "transparent DNS: the iptables rules are in place" dns_rules_intact
+	check "the socket guard is attached to the container's cgroup" guard_attached
+	check "the host's root cgroup carries no program of ours" host_root_clean
 	check "systemctl reload, twice" reload_twice
 	check "an invalid file fails the reload; the service stays active" invalid_reload_keeps_running
 	check "systemctl restart: active again, the policy pinned" restart_keeps_pins
@@ -275,6 +348,7 @@ main() {
 	check "upgrade: the daemon restarts on the pins" upgrade_restarts
 	inside systemd-analyze security edgeward --no-pager 2>/dev/null | tail -1 || true
 	check "edgeward unload: the service stays down, nothing pinned" stays_down_after_unload
+	check "edgeward unload: no socket guard left on any cgroup" host_root_clean all
 	check "an invalid file at start: failed with status 2, no restart" invalid_start_stays_failed
 	inside systemctl start edgeward
 	check "dpkg -r: the service is stopped and disabled" remove_stops_and_disables

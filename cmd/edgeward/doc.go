@@ -13,6 +13,7 @@
 //	config file ──► config.Load ──► loader.Compile ──► loader.ApplyPolicy
 //	                                                    (one map swap)
 //	netwatch (rtnetlink) ──► enforcer ──► loader.Attach / Detach (per uplink)
+//	paths.cgroup ──► config.GuardCgroup ──► loader.AttachSocketGuard (once)
 //	/metrics scrape ──► collector ──► kernel counters and policy, read then
 //
 // The daemon owns the process: signals (SIGHUP reloads, SIGINT and SIGTERM

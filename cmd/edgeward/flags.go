@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -62,6 +63,24 @@ func (f *commandFlags) loadPolicy(stderr io.Writer) (*config.Config, *loader.Pol
 		return nil, nil, false
 	}
 	return cfg, p, true
+}
+
+// guardCgroup resolves paths.cgroup on this machine, touching no kernel
+// object. ok is false when the file names a directory that is no cgroup
+// v2 directory; the problem is printed with file, line and field. off
+// says why the socket guard must stay off (no cgroup v2 hierarchy when
+// the file leaves the key out), or is nil.
+func guardCgroup(cfg *config.Config, stderr io.Writer) (dir string, off error, ok bool) {
+	dir, err := cfg.GuardCgroup()
+	var list config.ErrorList
+	switch {
+	case errors.As(err, &list):
+		fmt.Fprintln(stderr, err)
+		return "", nil, false
+	case err != nil:
+		return "", err, true
+	}
+	return dir, nil, true
 }
 
 // writeJSON prints v as indented JSON, for the -json flag of commands.

@@ -32,6 +32,8 @@ type collector struct {
 	scrapeErrors     *prometheus.Desc
 	eventsLost       *prometheus.Desc
 	eventLogSkipped  *prometheus.Desc
+	socketDenied     *prometheus.Desc
+	guardAttached    *prometheus.Desc
 }
 
 func newCollector(d *daemon) *collector {
@@ -57,6 +59,10 @@ func newCollector(d *daemon) *collector {
 		eventsLost:       desc("events_lost_total", "Deny events the kernel did not send, by cause (rate_limited, ring_full).", "cause"),
 		eventLogSkipped:  desc("event_log_lines_suppressed_total", "Deny events not written to the log because of its rate limit."),
 		scrapeErrors:     desc("scrape_errors", "Kernel maps that could not be read during this scrape."),
+		socketDenied: desc("socket_options_denied_total",
+			"Socket options the socket guard refused (verdict drop) or, in audit mode, would have refused (audit), by reason.",
+			"verdict", "reason"),
+		guardAttached: desc("socket_guard_attached", "1 when the socket guard is attached to paths.cgroup."),
 	}
 }
 
@@ -93,6 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(c.learnedCapacity, loader.MaxLearned)
+	gauge(c.guardAttached, boolValue(c.d.guardAttached.Load()))
 	gauge(c.reloadFailed, boolValue(c.d.reloadFailed.Load()))
 	gauge(c.reloadTimestamp, float64(c.d.reloadedAt.Load()))
 	gauge(c.buildInfo, 1, version, runtime.Version())
@@ -100,29 +107,48 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // collectCounters sends the kernel's counter cells, with every cell of
-// counterGrid present even while it is zero.
+// counterGrid present even while it is zero: the packet hooks' cells as
+// packets and bytes, the socket guard's as socket options denied (its
+// unit is a call, not a packet).
 func (c *collector) collectCounters(ch chan<- prometheus.Metric, counters []loader.Counter) {
 	grid, _ := counterGrid() // without the names, only non-zero cells
 	for _, k := range withZeroCells(counters, grid) {
+		if k.Hook == loader.HookSocket {
+			ch <- prometheus.MustNewConstMetric(c.socketDenied, prometheus.CounterValue, float64(k.Packets),
+				k.Verdict.String(), k.Reason.String())
+			continue
+		}
 		labels := []string{k.Hook.String(), k.Verdict.String(), k.Reason.String()}
 		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(k.Packets), labels...)
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(k.Bytes), labels...)
 	}
 }
 
-// counterGrid lists the counter cells a packet can land in: each hook
-// with verdict pass and an allowing reason, or with verdict drop or audit
-// and a denying reason or unknown (as ew_verdict in bpf/edgeward.c). They are reported from the first scrape on, so
-// that an alert on rate() sees a series before its first packet. It
-// fails when the reason names cannot be read from the object's BTF.
+// counterGrid lists the counter cells a packet or a socket call can land
+// in: each packet hook with verdict pass and an allowing reason, or with
+// verdict drop or audit and a denying reason or unknown (as ew_verdict in
+// bpf/edgeward.c); the socket hook with drop or audit and a socket
+// reason (guard_sockopt). They are reported from the first scrape on, so
+// that an alert on rate() sees a series before its first event. It fails
+// when the reason names cannot be read from the object's BTF.
 var counterGrid = sync.OnceValues(func() ([]loader.Counter, error) {
 	reasons, err := loader.Reasons()
 	if err != nil {
 		return nil, err
 	}
 	var grid []loader.Counter
-	for _, h := range []loader.Hook{loader.HookTCEgress, loader.HookXDPLAN, loader.HookUplinkIngress} {
+	for _, r := range reasons {
+		if r.Socket() {
+			grid = append(grid,
+				loader.Counter{Hook: loader.HookSocket, Verdict: loader.VerdictDrop, Reason: r},
+				loader.Counter{Hook: loader.HookSocket, Verdict: loader.VerdictAudit, Reason: r})
+		}
+	}
+	for _, h := range loader.PacketHooks {
 		for _, r := range reasons {
+			if r.Socket() {
+				continue
+			}
 			if r != loader.ReasonUnknown && r.Allows() {
 				grid = append(grid, loader.Counter{Hook: h, Verdict: loader.VerdictPass, Reason: r})
 				continue

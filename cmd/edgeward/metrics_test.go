@@ -25,9 +25,11 @@ func cellName(k loader.Counter) string {
 	return fmt.Sprintf("%s/%s/%s", k.Hook, k.Verdict, k.Reason)
 }
 
-// TestCounterGrid: every reason of bpf/reasons.h is in the grid for
-// every hook, allowing reasons with pass only, denying reasons and
-// unknown (a packet no step decided on) with drop and audit only.
+// TestCounterGrid: every packet reason of bpf/reasons.h is in the grid
+// for every packet hook, allowing reasons with pass only, denying reasons
+// and unknown (a packet no step decided on) with drop and audit only;
+// the socket guard's reasons are there for the socket hook alone, with
+// drop and audit.
 func TestCounterGrid(t *testing.T) {
 	grid, err := counterGrid()
 	if err != nil {
@@ -45,19 +47,26 @@ func TestCounterGrid(t *testing.T) {
 		t.Errorf("grid has %d cells, %d distinct", len(grid), len(cells))
 	}
 
-	hooks := []loader.Hook{loader.HookTCEgress, loader.HookXDPLAN, loader.HookUplinkIngress}
+	hooks := []loader.Hook{loader.HookTCEgress, loader.HookXDPLAN, loader.HookUplinkIngress, loader.HookSocket}
 	verdicts := []loader.Verdict{loader.VerdictPass, loader.VerdictDrop, loader.VerdictAudit}
+	sockets := 0
 	for _, h := range hooks {
 		for _, r := range reasons {
 			for _, v := range verdicts {
 				k := loader.Counter{Hook: h, Verdict: v, Reason: r}
 				passes := r != loader.ReasonUnknown && r.Allows()
-				want := passes == (v == loader.VerdictPass)
+				want := passes == (v == loader.VerdictPass) && r.Socket() == (h == loader.HookSocket)
+				if want && h == loader.HookSocket {
+					sockets++
+				}
 				if cells[cellName(k)] != want {
 					t.Errorf("cell %s in grid: %v, want %v", cellName(k), cells[cellName(k)], want)
 				}
 			}
 		}
+	}
+	if sockets != 4 {
+		t.Errorf("%d socket cells in the grid, want 4 (drop and audit of qdisc_bypass and af_xdp)", sockets)
 	}
 }
 

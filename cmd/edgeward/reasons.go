@@ -30,6 +30,8 @@ var reasonTexts = map[string]string{
 	"not_a_service":         "a LAN host to a port of the gateway it does not offer",
 	"not_routable":          "a LAN host to another LAN or an ignored interface",
 	"dns_unguarded":         "DNS to port 53 that neither the DNS guard sent nor its transparent-mode queue let through",
+	"qdisc_bypass":          "PACKET_QDISC_BYPASS on a packet socket, whose sends would skip tc egress (socket guard)",
+	"af_xdp":                "setting up an AF_XDP socket (SOL_XDP), whose sends would skip tc egress (socket guard)",
 }
 
 // reasonText returns the line for a reason, or the reason itself.

@@ -40,6 +40,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitUsage
 	}
+	guardDir, guardOff, ok := guardCgroup(cfg, stderr)
+	if !ok {
+		return exitUsage
+	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -47,7 +51,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := &daemon{cfg: cfg, log: log, forceClsact: *forceClsact, stop: cancel, started: time.Now()}
+	d := &daemon{
+		cfg: cfg, log: log, forceClsact: *forceClsact, stop: cancel, started: time.Now(),
+		guardDir: guardDir, guardOff: guardOff,
+	}
 	if err := d.run(ctx); err != nil {
 		log.Error("edgeward stopped", "err", err)
 		return exitFailure
@@ -69,6 +76,12 @@ type daemon struct {
 	spool    *spoolService // nil unless spool.listen is set
 
 	reloadMu sync.Mutex // one reload at a time: SIGHUP and the socket
+
+	// The socket guard: the cgroup it covers (paths.cgroup as resolved
+	// at start), why it is off when it is, and whether it is attached.
+	guardDir      string
+	guardOff      error
+	guardAttached atomic.Bool
 
 	// For restarting the DNS guard on reload.
 	ctx     context.Context
@@ -112,6 +125,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.enforceExisting(); err != nil {
 		return err
 	}
+	d.attachGuard()
 	events, err := d.loader.Events()
 	if err != nil {
 		return err
@@ -164,6 +178,26 @@ func (d *daemon) applyPolicy(cfg *config.Config) (uint32, error) {
 	d.log.Info("policy applied", "generation", p.Generation, "mode", cfg.Mode,
 		"endpoints", len(cfg.Endpoints), "entries", p.Entries(), "capacity", loader.MaxRules)
 	return p.Generation, nil
+}
+
+// attachGuard attaches the socket guard to paths.cgroup. A guard that is
+// off or fails to attach is logged and reported (status, metrics) but
+// does not stop the daemon: the interfaces are enforced already, and a
+// daemon that exited would only be restarted into the same failure, with
+// its DNS guard and spool down.
+func (d *daemon) attachGuard() {
+	const risk = "processes with CAP_NET_RAW can send around tc egress (PACKET_QDISC_BYPASS, AF_XDP)"
+	if d.guardOff != nil {
+		d.log.Warn("socket guard off: "+risk, "err", d.guardOff)
+		return
+	}
+	if err := d.loader.AttachSocketGuard(d.guardDir); err != nil {
+		d.guardOff = err
+		d.log.Error("socket guard not attached: "+risk, "cgroup", d.guardDir, "err", err)
+		return
+	}
+	d.guardAttached.Store(true)
+	d.log.Info("socket guard attached", "cgroup", d.guardDir, "hook", loader.GuardSetsockopt)
 }
 
 // enforceExisting brings every interface present now to what its role

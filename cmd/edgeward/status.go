@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgeward/edgeward/config"
 	"github.com/edgeward/edgeward/intercept"
+	"github.com/edgeward/edgeward/internal/cgroupfs"
 	"github.com/edgeward/edgeward/loader"
 	"github.com/edgeward/edgeward/netwatch"
 )
@@ -43,7 +44,10 @@ type statusReport struct {
 	Tunnels    []statusTunnel     `json:"tunnels"`
 	Counters   []statusCounter    `json:"counters"`
 	EventsLost loader.EventLosses `json:"events_lost"`
-	Learned    statusLearned      `json:"learned"`
+	// SocketGuard is the socket guard: where it is attached and what it
+	// refused.
+	SocketGuard statusGuard   `json:"socket_guard"`
+	Learned     statusLearned `json:"learned"`
 	// DNSRules is the state of the transparent mode's netfilter rules:
 	// "intact", "changed" (missing, flushed or another queue number) or
 	// the error reading them; left out without dns.transparent.
@@ -87,6 +91,25 @@ type statusCounter struct {
 	Reason  string `json:"reason"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
+}
+
+// statusGuard is the socket guard as the pins show it. Cgroup is
+// paths.cgroup as this machine resolves it; Attached tells whether a
+// pinned link holds the guard on that very cgroup, and Problem says why
+// not. Denied has a row per verdict and reason that counted a call.
+type statusGuard struct {
+	Cgroup   string         `json:"cgroup,omitempty"`
+	Attached bool           `json:"attached"`
+	Hooks    []string       `json:"hooks"`
+	Problem  string         `json:"problem,omitempty"`
+	Denied   []statusDenied `json:"denied"`
+}
+
+// statusDenied is one cell of the socket guard's counters.
+type statusDenied struct {
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason"`
+	Calls   uint64 `json:"calls"`
 }
 
 // statusLearned is the kernel's learned destinations: how many are live,
@@ -166,6 +189,7 @@ func readStatus(cfg *config.Config, next int) (*statusReport, error) {
 	r := &statusReport{
 		Capacity: loader.MaxRules, Maps: []statusMap{}, Interfaces: []statusIface{}, Tunnels: []statusTunnel{},
 		Counters: []statusCounter{}, Learned: statusLearned{ByPattern: []statusPattern{}, Next: []statusLearnedDest{}},
+		SocketGuard: statusGuard{Hooks: []string{}, Denied: []statusDenied{}},
 	}
 	if err := r.readKernel(cfg, next); err != nil {
 		return nil, err
@@ -214,6 +238,9 @@ func (r *statusReport) readKernel(cfg *config.Config, next int) error {
 		return err
 	}
 	if err := r.readCounters(maps); err != nil {
+		return err
+	}
+	if err := r.readGuard(cfg); err != nil {
 		return err
 	}
 	if err := r.readLearned(maps, cfg, next); err != nil {
@@ -325,10 +352,51 @@ func (r *statusReport) readCounters(maps *loader.Maps) error {
 		return err
 	}
 	for _, c := range counters {
+		if c.Hook == loader.HookSocket {
+			r.SocketGuard.Denied = append(r.SocketGuard.Denied, statusDenied{
+				Verdict: c.Verdict.String(), Reason: c.Reason.String(), Calls: c.Packets,
+			})
+			continue
+		}
 		r.Counters = append(r.Counters, statusCounter{
 			Hook: c.Hook.String(), Verdict: c.Verdict.String(), Reason: c.Reason.String(),
 			Packets: c.Packets, Bytes: c.Bytes,
 		})
+	}
+	return nil
+}
+
+// readGuard finds the socket guard's pinned links and checks that they
+// hold paths.cgroup.
+func (r *statusReport) readGuard(cfg *config.Config) error {
+	attached, err := loader.GuardAttachments(cfg.Paths.BPFFS)
+	if err != nil {
+		return err
+	}
+	g := &r.SocketGuard
+	dir, err := cfg.GuardCgroup()
+	if err != nil {
+		g.Problem = err.Error()
+		return nil
+	}
+	g.Cgroup = dir
+	id, err := cgroupfs.ID(dir)
+	if err != nil {
+		g.Problem = err.Error()
+		return nil
+	}
+	for _, a := range attached {
+		if a.CgroupID == id {
+			g.Hooks = append(g.Hooks, string(a.Hook))
+		}
+	}
+	g.Attached = len(g.Hooks) > 0
+	switch {
+	case g.Attached:
+	case len(attached) > 0:
+		g.Problem = "attached to another cgroup than paths.cgroup (or to one removed since); the daemon moves it when it starts"
+	default:
+		g.Problem = "not attached; the daemon's log says why"
 	}
 	return nil
 }

@@ -177,7 +177,7 @@ func TestStatusPrintDaemon(t *testing.T) {
 // status is 1; a negative -learned is a usage error. It needs no root.
 func TestStatusWithoutPinsOrDaemon(t *testing.T) {
 	dir := t.TempDir()
-	path, cfg, err := demopolicy.Write(dir, demopolicy.Params{BPFFS: dir + "/bpffs/edgeward", Dir: dir})
+	path, cfg, err := demopolicy.Write(dir, demopolicy.Params{BPFFS: dir + "/bpffs/edgeward", Dir: dir, Cgroup: dir + "/cgroup"})
 	if err != nil {
 		t.Fatal(err)
 	}

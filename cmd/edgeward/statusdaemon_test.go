@@ -44,7 +44,7 @@ func closedPort(t *testing.T) string {
 func statusDaemonUnderTest(t *testing.T) (socket string, restored netip.Addr) {
 	t.Helper()
 	dir := t.TempDir()
-	_, cfg, err := demopolicy.Write(dir, demopolicy.Params{BPFFS: dir + "/bpffs", Dir: dir})
+	_, cfg, err := demopolicy.Write(dir, demopolicy.Params{BPFFS: dir + "/bpffs", Dir: dir, Cgroup: dir + "/cgroup"})
 	if err != nil {
 		t.Fatal(err)
 	}

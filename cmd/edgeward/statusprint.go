@@ -41,6 +41,7 @@ func printKernel(w io.Writer, r *statusReport) {
 	printInterfaces(w, r.Interfaces)
 	printTunnels(w, r.Tunnels)
 	printCounters(w, r.Counters)
+	printGuard(w, r.SocketGuard)
 	fmt.Fprintf(w, "\ndeny events not sent: %d over the rate limit, %d ring full\n", r.EventsLost.RateLimited, r.EventsLost.RingFull)
 	printLearned(w, r.Learned, r.Daemon.Running)
 }
@@ -106,6 +107,29 @@ func printCounters(w io.Writer, counters []statusCounter) {
 	fmt.Fprintln(tw, "  HOOK\tVERDICT\tREASON\tPACKETS\tBYTES")
 	for _, c := range counters {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\n", c.Hook, c.Verdict, c.Reason, c.Packets, c.Bytes)
+	}
+	tw.Flush()
+}
+
+// printGuard writes where the socket guard is attached and what it
+// refused.
+func printGuard(w io.Writer, g statusGuard) {
+	switch {
+	case g.Attached:
+		fmt.Fprintf(w, "\nsocket guard: %s on cgroup %s\n", strings.Join(g.Hooks, ", "), g.Cgroup)
+	case g.Cgroup != "":
+		fmt.Fprintf(w, "\nsocket guard: off for cgroup %s: %s\n", g.Cgroup, g.Problem)
+	default:
+		fmt.Fprintf(w, "\nsocket guard: off: %s\n", g.Problem)
+	}
+	if len(g.Denied) == 0 {
+		fmt.Fprintln(w, "  nothing refused")
+		return
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "  VERDICT\tREASON\tCALLS")
+	for _, d := range g.Denied {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\n", d.Verdict, d.Reason, d.Calls)
 	}
 	tw.Flush()
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/edgeward/edgeward/loader"
 )
 
-// cmdValidate checks a config file and touches nothing else.
+// cmdValidate checks a config file, and that paths.cgroup is a cgroup v2
+// directory here, and touches nothing else.
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	f := newFlags("validate", stderr)
 	if status, ok := f.parse(args); !ok {
@@ -19,8 +20,17 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitUsage
 	}
+	guard, off, ok := guardCgroup(cfg, stderr)
+	if !ok {
+		return exitUsage
+	}
 	fmt.Fprintf(stdout, "%s: valid: mode %s, %d endpoints (%d of %d policy entries), proxy %s\n",
 		cfg.File, cfg.Mode, len(cfg.Endpoints), p.Entries(), loader.MaxRules, proxyString(cfg))
+	if off != nil {
+		fmt.Fprintf(stdout, "warning: the socket guard would be off: %v\n", off)
+	} else {
+		fmt.Fprintf(stdout, "socket guard: cgroup %s\n", guard)
+	}
 	return exitOK
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/edgeward/edgeward/internal/testcgroup"
 )
 
 // The DNS benchmark: a client namespace queries a gateway namespace, once
@@ -138,13 +140,23 @@ func startDNSServers(gw *benchNS, dir, bin string) (func(), error) {
 	upstream := &dns.Server{PacketConn: upPC, Handler: dns.HandlerFunc(answerBench)}
 	go upstream.ActivateAndServe()
 
-	cfg := filepath.Join(dir, "edgeward.yaml")
-	if err := os.WriteFile(cfg, []byte(benchDNSConfig(pins, dir)), 0o600); err != nil {
-		return nil, err
-	}
-	daemon, err := startDaemon(gw, bin, cfg, filepath.Join(dir, "edgeward.log"))
+	cg, err := benchCgroup(dir)
 	if err != nil {
 		upstream.Shutdown()
+		unmount()
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "edgeward.yaml")
+	if err := os.WriteFile(cfg, []byte(benchDNSConfig(pins, dir, cg.Path)), 0o600); err != nil {
+		upstream.Shutdown()
+		cg.Remove()
+		unmount()
+		return nil, err
+	}
+	daemon, err := startDaemon(gw, bin, cfg, filepath.Join(dir, "edgeward.log"), cg)
+	if err != nil {
+		upstream.Shutdown()
+		cg.Remove()
 		unmount()
 		return nil, err
 	}
@@ -153,12 +165,18 @@ func startDNSServers(gw *benchNS, dir, bin string) (func(), error) {
 		daemon.Wait()
 		gw.sh(bin + " unload -c " + cfg)
 		upstream.Shutdown()
+		cg.Remove()
 		unmount()
 	}, nil
 }
 
 // startDaemon runs edgeward in a namespace and waits until it is ready.
-func startDaemon(ns *benchNS, bin, cfg, logPath string) (*exec.Cmd, error) {
+// It refuses a config whose paths.cgroup is not cg: the socket guard must
+// cover the benchmark's own cgroup, never the machine's.
+func startDaemon(ns *benchNS, bin, cfg, logPath string, cg *testcgroup.Cgroup) (*exec.Cmd, error) {
+	if err := cg.CheckConfig(cfg); err != nil {
+		return nil, err
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -182,7 +200,7 @@ func startDaemon(ns *benchNS, bin, cfg, logPath string) (*exec.Cmd, error) {
 	return nil, fmt.Errorf("edgeward did not get ready:\n%s", data)
 }
 
-func benchDNSConfig(pins, dir string) string {
+func benchDNSConfig(pins, dir, cgroup string) string {
 	// The upstream's port is a LAN service, so that the direct
 	// measurement passes the gateway's LAN hook too.
 	return fmt.Sprintf(`interfaces:
@@ -203,7 +221,8 @@ paths:
   bpffs: %[3]s/edgeward
   state: %[4]s/state
   socket: %[4]s/edgeward.sock
-`, dnsGateway, dnsUpstream, pins, dir)
+  cgroup: %[5]s
+`, dnsGateway, dnsUpstream, pins, dir, cgroup)
 }
 
 // answerBench answers hN.partner.test with 198.18.N/256.N%256.

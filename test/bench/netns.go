@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeward/edgeward/internal/testcgroup"
 )
 
 // benchNS is a network namespace the benchmark made and removes.
@@ -82,6 +85,13 @@ func (n *benchNS) readFile(path string) (string, error) {
 		return err
 	})
 	return strings.TrimSpace(string(data)), err
+}
+
+// benchCgroup makes a cgroup for the socket guard of a benchmark's
+// daemon, bind-mounted at dir/cgroup so that `ip netns exec` sees it;
+// Remove it when done. startDaemon checks that the config names it.
+func benchCgroup(dir string) (*testcgroup.Cgroup, error) {
+	return testcgroup.New(fmt.Sprintf("bench-%d-%s", os.Getpid(), filepath.Base(dir)), filepath.Join(dir, "cgroup"))
 }
 
 // mountBPFFS mounts a bpffs on dir (created) and returns how to undo it.

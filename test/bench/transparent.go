@@ -54,11 +54,16 @@ func benchTransparentDNS(w io.Writer, bin string, seconds int) error {
 		return err
 	}
 	defer unmount()
-	cfg := filepath.Join(dir, "edgeward.yaml")
-	if err := os.WriteFile(cfg, []byte(transparentConfig(pins, dir, true)), 0o600); err != nil {
+	cg, err := benchCgroup(dir)
+	if err != nil {
 		return err
 	}
-	daemon, err := startDaemon(gw, bin, cfg, filepath.Join(dir, "edgeward.log"))
+	defer cg.Remove()
+	cfg := filepath.Join(dir, "edgeward.yaml")
+	if err := os.WriteFile(cfg, []byte(transparentConfig(pins, dir, cg.Path, true)), 0o600); err != nil {
+		return err
+	}
+	daemon, err := startDaemon(gw, bin, cfg, filepath.Join(dir, "edgeward.log"), cg)
 	if err != nil {
 		return err
 	}
@@ -77,7 +82,7 @@ func benchTransparentDNS(w io.Writer, bin string, seconds int) error {
 		return fmt.Errorf("with transparent mode: %w", err)
 	}
 
-	if err := os.WriteFile(cfg, []byte(transparentConfig(pins, dir, false)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(transparentConfig(pins, dir, cg.Path, false)), 0o600); err != nil {
 		return err
 	}
 	if err := gw.sh(bin + " reload -c " + cfg); err != nil {
@@ -167,7 +172,7 @@ func serveUpstream(up *benchNS) (func(), error) {
 // transparentConfig: g0 is the LAN, u0 leads to the upstream as a VPN
 // interface would, so forwarded DNS passes the data plane; the guard
 // listens on the LAN address either way.
-func transparentConfig(pins, dir string, transparent bool) string {
+func transparentConfig(pins, dir, cgroup string, transparent bool) string {
 	cfg := fmt.Sprintf(`interfaces:
   lan: [g0]
   vpn: [u0]
@@ -187,6 +192,7 @@ paths:
   bpffs: %[4]s/edgeward
   state: %[5]s/state
   socket: %[5]s/edgeward.sock
-`, tGwLAN, transparent, tUpstream, pins, dir)
+  cgroup: %[6]s
+`, tGwLAN, transparent, tUpstream, pins, dir, cgroup)
 	return strings.TrimLeft(cfg, "\n")
 }

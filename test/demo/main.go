@@ -24,6 +24,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(bypassEnv) == "1" {
+		os.Exit(tryBypass())
+	}
 	bin := flag.String("bin", "bin/edgeward", "the edgeward binary to run")
 	verbose := flag.Bool("v", false, "log every sandbox step")
 	flag.Parse()
@@ -109,7 +112,7 @@ func startBroker(s *sandbox.Sandbox) (*sandbox.Broker, string, error) {
 // gateway and waits until the uplink is enforced.
 func (d *demo) startEnforcer(ctx context.Context, spool string) error {
 	d.bpffs = filepath.Join(d.sb.BPFFS, "edgeward")
-	path, _, err := demopolicy.Write(d.sb.Dir, demopolicy.Params{BPFFS: d.bpffs, Dir: d.sb.Dir, ExtraYAML: spool, Transparent: true})
+	path, _, err := demopolicy.Write(d.sb.Dir, demopolicy.Params{BPFFS: d.bpffs, Dir: d.sb.Dir, Cgroup: d.sb.Cgroup, ExtraYAML: spool, Transparent: true})
 	if err != nil {
 		return err
 	}
@@ -160,9 +163,11 @@ func (d *demo) printMetrics(ctx context.Context) {
 	fmt.Println("\nMetrics (curl http://127.0.0.1:9470/metrics in the gateway), a few lines:")
 	for _, line := range strings.Split(out, "\n") {
 		// Every counter cell is served; only those that counted are shown.
-		counted := strings.HasPrefix(line, "edgeward_packets_total") && !strings.HasSuffix(line, " 0")
+		counted := (strings.HasPrefix(line, "edgeward_packets_total") ||
+			strings.HasPrefix(line, "edgeward_socket_options_denied_total")) && !strings.HasSuffix(line, " 0")
 		if counted ||
 			strings.HasPrefix(line, "edgeward_policy_") ||
+			strings.HasPrefix(line, "edgeward_socket_guard_attached") ||
 			strings.HasPrefix(line, `edgeward_interfaces{enforced="true"`) {
 			fmt.Println("  " + line)
 		}

@@ -134,7 +134,8 @@ func (d *demo) probeAll(ctx context.Context) bool {
 	all := true
 	allRows := append(rows(sb.Gateway), rows(sb.OT)...)
 	allRows = append(allRows, dnsRows()...)
-	for _, r := range append(allRows, transparentRows()...) {
+	allRows = append(allRows, transparentRows()...)
+	for _, r := range append(allRows, guardRows()...) {
 		if ctx.Err() != nil {
 			break
 		}

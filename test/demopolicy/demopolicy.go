@@ -5,6 +5,7 @@ package demopolicy
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,9 +21,13 @@ var demoTemplate string
 
 // Params fill in the parts of the demo policy that differ per run.
 type Params struct {
-	BPFFS string      // pin directory, on a bpffs outside /sys
-	Dir   string      // the sandbox's folder, for state and socket
-	Mode  config.Mode // enforce or audit; empty means enforce
+	BPFFS string // pin directory, on a bpffs outside /sys
+	Dir   string // the sandbox's folder, for state and socket
+	// Cgroup is paths.cgroup, the cgroup the socket guard covers: one the
+	// caller created (test/sandbox makes one per sandbox). Render refuses
+	// to leave it out, since the default is every process of the machine.
+	Cgroup string
+	Mode   config.Mode // enforce or audit; empty means enforce
 	// WithoutVPNPeer leaves out the endpoint that lets the tunnel's own
 	// UDP transport leave: the tunnel must then stop.
 	WithoutVPNPeer bool
@@ -51,8 +56,11 @@ type Endpoint struct {
 	Ports []string // port sets such as tcp/443
 }
 
-// Render returns the demo policy as YAML.
+// Render returns the demo policy as YAML. It fails without p.Cgroup.
 func Render(p Params) ([]byte, error) {
+	if p.Cgroup == "" {
+		return nil, errors.New("render demo policy: Params.Cgroup is empty: the default of paths.cgroup is the root of the cgroup hierarchy, and a test must guard only a cgroup it made")
+	}
 	if p.Mode == "" {
 		p.Mode = config.ModeEnforce
 	}

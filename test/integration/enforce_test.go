@@ -101,8 +101,9 @@ func TestNewInterfaceEnforced(t *testing.T) {
 }
 
 // TestKillKeepsPolicyAndUnloadRemovesAll: SIGKILL of the daemon leaves the
-// policy enforcing; a restart adopts the pinned link instead of adding a
-// second one; unload removes every trace.
+// policy enforcing; a restart adopts the pinned links (interfaces and the
+// socket guard's cgroup) instead of adding second ones; unload removes
+// every trace.
 func TestKillKeepsPolicyAndUnloadRemovesAll(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{})
 	g.start()
@@ -115,6 +116,9 @@ func TestKillKeepsPolicyAndUnloadRemovesAll(t *testing.T) {
 
 	g.start()
 	assertOneAttachment(t, g, sb.GatewayWANIface)
+	if n := g.guardPrograms(); n != 1 {
+		t.Errorf("after kill -9 and restart the cgroup carries %d setsockopt programs, want 1", n)
+	}
 
 	// Unload with the daemon running stops it too.
 	out, err := g.cli("unload", "-c", g.cfgPath)
@@ -123,6 +127,9 @@ func TestKillKeepsPolicyAndUnloadRemovesAll(t *testing.T) {
 	}
 	if err := g.daemon.Wait(5 * time.Second); !g.daemon.Exited() {
 		t.Errorf("daemon still running after unload (%v):\n%s", err, out)
+	}
+	if !strings.Contains(out, "detached the socket guard (setsockopt) from cgroup "+g.sb.Cgroup) {
+		t.Errorf("unload does not say it detached the socket guard:\n%s", out)
 	}
 	assertNothingLeft(t, g)
 	g.expect([]probe{{"internet host after unload", sb.OT, "https", httpsURL(sb.InternetHost4), true}})
@@ -270,11 +277,14 @@ func assertOneAttachment(t *testing.T, g *gateway, iface string) {
 }
 
 // assertNothingLeft checks that no program of ours is attached in the
-// gateway and nothing is pinned.
+// gateway or to the sandbox's cgroup and nothing is pinned.
 func assertNothingLeft(t *testing.T, g *gateway) {
 	t.Helper()
 	if a := g.attachments(); len(a) > 0 {
 		t.Errorf("attachments left after unload: %+v", a)
+	}
+	if n := g.guardPrograms(); n > 0 {
+		t.Errorf("the sandbox's cgroup still carries %d setsockopt programs", n)
 	}
 	if n := tcxEgressPrograms(t, g, sb.GatewayWANIface); n > 0 {
 		t.Errorf("%s still carries %d tcx egress programs", sb.GatewayWANIface, n)

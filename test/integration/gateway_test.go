@@ -37,6 +37,7 @@ func newGateway(t *testing.T, p demopolicy.Params) *gateway {
 	sb := sandbox.New(t, sandbox.Options{})
 	p.BPFFS = filepath.Join(sb.BPFFS, "edgeward")
 	p.Dir = sb.Dir
+	p.Cgroup = sb.Cgroup
 	path, cfg, err := demopolicy.Write(sb.Dir, p)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,9 @@ import (
 var edgewardBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(rawSendEnv) != "" {
+		os.Exit(rawSend())
+	}
 	os.Exit(runTests(m))
 }
 

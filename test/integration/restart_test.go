@@ -46,9 +46,11 @@ func addProbeHost(g *gateway) {
 }
 
 // TestRestartWithoutGap: while a probe sends allowed and disallowed
-// traffic, the daemon is killed with SIGKILL and started again five times.
-// No disallowed packet arrives, no allowed one is lost, and the uplink
-// never carries a second program.
+// traffic, and a process in the guarded cgroup tries PACKET_QDISC_BYPASS
+// every millisecond, the daemon is killed with SIGKILL and started again
+// five times. No disallowed packet arrives, no allowed one is lost, the
+// option is never allowed, and neither the uplink nor the cgroup ever
+// carries a second program.
 func TestRestartWithoutGap(t *testing.T) {
 	g := newGateway(t, demopolicy.Params{Extra: []demopolicy.Endpoint{
 		{Name: "probe", To: []string{probeAddr + "/32"}, Ports: []string{fmt.Sprintf("udp/%d", probePort)}},
@@ -57,7 +59,18 @@ func TestRestartWithoutGap(t *testing.T) {
 	g.start()
 
 	const n = 2000
+	stopBypass := make(chan struct{})
+	type attempts struct {
+		allowed, refused int
+		err              error
+	}
+	bypass := make(chan attempts, 1)
+	go func() {
+		a, r, err := g.bypassAttempts(stopBypass)
+		bypass <- attempts{a, r, err}
+	}()
 	allowed, denied := g.loadProbe(n, func() {
+		defer close(stopBypass)
 		for i := range 5 {
 			time.Sleep(300 * time.Millisecond)
 			g.kill()
@@ -67,6 +80,9 @@ func TestRestartWithoutGap(t *testing.T) {
 			}
 			if got := len(g.attachments()); got != 3 {
 				t.Errorf("after restart %d: %d attachments, want 3 (wan0 egress and ingress, lan0)", i+1, got)
+			}
+			if got := g.guardPrograms(); got != 1 {
+				t.Errorf("after restart %d: the cgroup carries %d setsockopt programs, want 1", i+1, got)
 			}
 			if log := g.daemon.Tail(50); !strings.Contains(log, "hook=xdp_lan attach=xdp-native") {
 				t.Errorf("after restart %d: the adopted XDP link's mode is not logged:\n%s", i+1, log)
@@ -81,6 +97,14 @@ func TestRestartWithoutGap(t *testing.T) {
 		t.Errorf("%d of %d allowed datagrams arrived during the restarts", allowed, n)
 	}
 	t.Logf("allowed %d/%d, disallowed %d/%d across 5 kill -9 and restarts", allowed, n, denied, n)
+	b := <-bypass
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	if b.allowed != 0 || b.refused == 0 {
+		t.Errorf("PACKET_QDISC_BYPASS in the guarded cgroup during the restarts: allowed %d times, refused %d; want never allowed", b.allowed, b.refused)
+	}
+	t.Logf("PACKET_QDISC_BYPASS refused %d times across the restarts", b.refused)
 }
 
 // TestReloadIsAtomic: 20 reloads alternate two policies while a probe

@@ -14,7 +14,7 @@ var sighup = syscall.SIGHUP
 // rewritePolicy writes the demo policy with p's options over g's config.
 func rewritePolicy(t *testing.T, g *gateway, p demopolicy.Params) {
 	t.Helper()
-	p.BPFFS, p.Dir = g.cfg.Paths.BPFFS, g.sb.Dir
+	p.BPFFS, p.Dir, p.Cgroup = g.cfg.Paths.BPFFS, g.sb.Dir, g.sb.Cgroup
 	if _, _, err := demopolicy.Write(g.sb.Dir, p); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the kernel matrix's qemu guests (see scripts/test-kernels.sh):
-# mounts what Go tests need, loads the modules listed in /modules.list,
+# mounts what Go tests need (proc, sysfs, devtmpfs, a tmpfs, cgroup v2), loads the modules listed in /modules.list,
 # runs steps.sh on the test binaries in /tests and powers the guest off.
 # Its only output is the serial console.
 export PATH=/bin
@@ -9,6 +9,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+# The socket guard's tests make their cgroups below the cgroup v2 root.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
 
 # Modules, dependencies first, as paths under /lib/modules/$(uname -r).
 echo "@@edgeward begin modules"

@@ -22,5 +22,6 @@ echo "@@edgeward kernel $(uname -r)"
 step verifier "$bin/kernel.test" -test.v -test.timeout=120s -test.run '^TestVerifierStats$'
 step egress "$bin/loader.test" -test.v -test.timeout=300s -test.run '^TestEgress'
 step explain "$bin/loader.test" -test.v -test.timeout=120s -test.run '^TestExplain'
+step guard "$bin/loader.test" -test.v -test.timeout=120s -test.run '^TestSocketGuard'
 step netns "$bin/kernel.test" -test.v -test.timeout=180s -test.parallel=12 \
 	-test.run '^TestAttachConnections$'

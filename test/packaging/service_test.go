@@ -159,7 +159,7 @@ func listenNotify(t *testing.T, path string) *net.UnixConn {
 
 // sandboxConfig writes the installed example configuration for the
 // sandbox gateway and returns its path: enforce instead of audit, pins,
-// state and socket in the sandbox, and no forwarder (its certificates do
+// state, socket and the socket guard's cgroup in the sandbox, and no forwarder (its certificates do
 // not exist here, and nothing may leave the sandbox).
 func sandboxConfig(t *testing.T, example string, sb *sandbox.Sandbox) string {
 	t.Helper()
@@ -182,6 +182,7 @@ func sandboxConfig(t *testing.T, example string, sb *sandbox.Sandbox) string {
 		"bpffs":  filepath.Join(sb.BPFFS, "edgeward"),
 		"state":  filepath.Join(sb.Dir, "state"),
 		"socket": filepath.Join(sb.Dir, "run", "edgeward.sock"),
+		"cgroup": sb.Cgroup,
 	}
 
 	out, err := yaml.Marshal(doc)

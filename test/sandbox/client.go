@@ -30,6 +30,9 @@ func (s *Sandbox) Command(ctx context.Context, h Host, name string, args ...stri
 	argv := append([]string{"netns", "exec", s.NetNS(h), name}, args...)
 	cmd := exec.CommandContext(ctx, "ip", argv...)
 	cmd.Env = cleanEnv()
+	if err := s.checkGuardTarget(args); err != nil {
+		cmd.Err = err // Start and Run return it; nothing runs
+	}
 	return cmd
 }
 

@@ -50,6 +50,12 @@
 //   - Nothing is created in the root network namespace: veth ends are
 //     created directly in their namespaces and sysctls are written on
 //     threads switched into them.
+//   - Each sandbox has a cgroup v2 directory of its own for the socket
+//     guard ("edgeward-sandbox-<ID>" below the hierarchy's root),
+//     bind-mounted at Dir/cgroup ([Sandbox.Cgroup]), where `ip netns exec`
+//     sees it. StartProcess and Command refuse an `edgeward run` whose
+//     config names another paths.cgroup or none (the default is the root:
+//     every process of the machine).
 //   - Names are unique per sandbox: namespaces are "ew<ID>-<host>", the
 //     WireGuard interfaces "wg<ID>" (matched by the enforcer's "wg*") and
 //     "wv<ID>", because wireguard-go's control sockets in
@@ -63,7 +69,8 @@
 //
 // Close stops servers, then daemons (reverse start order, SIGTERM then
 // SIGKILL), removes the WireGuard sockets, deletes the namespaces,
-// unmounts the bpffs (dropping its pins) and removes Dir. Stop anything
+// removes the cgroup, unmounts the bpffs (dropping its pins) and removes
+// Dir. Stop anything
 // started outside [Sandbox.StartProcess] first. Daemons get SIGKILL when
 // the test binary dies, but a binary killed by -timeout runs no cleanup:
 // its namespaces, sockets, mount and folder stay until [SweepStale].

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/edgeward/edgeward/config"
 )
 
 // stopGrace is how long Stop waits after SIGTERM before SIGKILL.
@@ -130,12 +132,17 @@ func (p *Process) Tail(n int) string {
 // `ip netns exec` (so the PID is the program's own) with its output in
 // Dir/<logName>.log, and stops it on Close. The program runs with the
 // proxy variables removed from its environment. It fails when the
-// sandbox is closed or the program cannot be started.
+// sandbox is closed or the program cannot be started, and refuses an
+// `edgeward run` whose config does not guard the sandbox's own cgroup
+// (see checkGuardTarget).
 func (s *Sandbox) StartProcess(h Host, logName, name string, args ...string) (*Process, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if err := s.checkGuardTarget(args); err != nil {
+		return nil, fmt.Errorf("start %s: %w", logName, err)
 	}
 
 	p, err := s.spawn(h, logName, name, args...)
@@ -180,4 +187,45 @@ func (s *Sandbox) stopProcesses() error {
 		errs = append(errs, s.procs[i].Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// checkGuardTarget refuses the arguments of an `edgeward run` (a "run"
+// followed by -c FILE, also behind a wrapper such as setpriv) unless
+// FILE's paths.cgroup is the sandbox's cgroup or one below it. Left out,
+// paths.cgroup is the root of the cgroup hierarchy: the daemon would
+// guard every process of the machine. Other commands pass.
+func (s *Sandbox) checkGuardTarget(args []string) error {
+	for i, a := range args {
+		if a != "run" {
+			continue
+		}
+		file, ok := configFlag(args[i+1:])
+		if !ok {
+			return fmt.Errorf("edgeward run without -c FILE would use the machine's config and guard its root cgroup; pass a config whose paths.cgroup is %s", s.Cgroup)
+		}
+		if s.cgroup == nil {
+			return ErrClosed
+		}
+		cfg, err := config.Load(file)
+		if err != nil {
+			return nil // the daemon refuses it too, before it touches the kernel
+		}
+		return s.cgroup.CheckPath(file, cfg.Paths.Cgroup)
+	}
+	return nil
+}
+
+// configFlag finds the value of -c among args.
+func configFlag(args []string) (string, bool) {
+	for i, a := range args {
+		switch {
+		case (a == "-c" || a == "--c") && i+1 < len(args):
+			return args[i+1], true
+		case strings.HasPrefix(a, "-c="):
+			return strings.TrimPrefix(a, "-c="), true
+		case strings.HasPrefix(a, "--c="):
+			return strings.TrimPrefix(a, "--c="), true
+		}
+	}
+	return "", false
 }

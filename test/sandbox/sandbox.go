@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/edgeward/edgeward/internal/testcgroup"
 )
 
 // Host names one of the sandbox's network namespaces.
@@ -57,6 +59,11 @@ type Sandbox struct {
 	// BPFFS is a bpffs mounted at Dir/bpffs, visible inside
 	// `ip netns exec`; Close unmounts it, which drops every pin.
 	BPFFS string
+	// Cgroup is the sandbox's own cgroup v2 directory for the socket
+	// guard (paths.cgroup), bind-mounted at Dir/cgroup so that it is
+	// visible inside `ip netns exec`; Close removes it. Processes started
+	// in it with CgroupFile are guarded; the daemons are not in it.
+	Cgroup string
 	// ID is the random 4-hex-digit id in every namespace name and in
 	// the WireGuard interface names.
 	ID string
@@ -74,6 +81,7 @@ type Sandbox struct {
 	queries   queryLog // what the sandbox's resolvers received
 	procs     []*Process
 	mounted   bool
+	cgroup    *testcgroup.Cgroup
 
 	mu        sync.Mutex
 	closed    bool
@@ -155,6 +163,7 @@ func (s *Sandbox) build(ctx context.Context) error {
 	}{
 		{"namespaces", s.createNamespaces, false},
 		{"folders", s.makeFolders, false},
+		{"cgroup", s.makeCgroup, false},
 		{"topology", s.buildTopology, false},
 		{"servers", s.startAllServers, false},
 		{"resolver", func(context.Context) error { return s.startResolver() }, false},
@@ -278,6 +287,31 @@ func (s *Sandbox) makeFolders(ctx context.Context) error {
 	return err
 }
 
+// cgroupName is the name of a sandbox's cgroup, below testcgroup.Prefix.
+func cgroupName(id string) string {
+	return "sandbox-" + id
+}
+
+// makeCgroup creates the sandbox's cgroup for the socket guard.
+func (s *Sandbox) makeCgroup(ctx context.Context) error {
+	cg, err := testcgroup.New(cgroupName(s.ID), filepath.Join(s.Dir, "cgroup"))
+	if err != nil {
+		return err
+	}
+	s.cgroup, s.Cgroup = cg, cg.Path
+	return nil
+}
+
+// CgroupFile opens the sandbox's cgroup, for SysProcAttr.CgroupFD: a
+// process started with it (UseCgroupFD) runs in the guarded cgroup.
+// Close the file once the process started.
+func (s *Sandbox) CgroupFile() (*os.File, error) {
+	if s.cgroup == nil {
+		return nil, ErrClosed
+	}
+	return s.cgroup.Open()
+}
+
 // startAllServers starts the in-process servers.
 func (s *Sandbox) startAllServers(ctx context.Context) error {
 	return s.startServers()
@@ -335,6 +369,9 @@ func (s *Sandbox) teardown() error {
 	s.closeHandles()
 	for _, name := range s.created {
 		errs = append(errs, deleteNamespace(name))
+	}
+	if s.cgroup != nil {
+		errs = append(errs, s.cgroup.Remove())
 	}
 
 	errs = append(errs, s.removeFolders())

@@ -18,6 +18,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeward/edgeward/internal/cgroupfs"
+	"github.com/edgeward/edgeward/internal/testcgroup"
 )
 
 // timeout bounds each probe in these tests.
@@ -236,6 +239,61 @@ func TestSandboxTools(t *testing.T) {
 	}
 }
 
+// TestSandboxRefusesRunOutsideItsCgroup: an `edgeward run` whose config
+// leaves paths.cgroup out (the default is the whole machine) or names
+// another cgroup than the sandbox's is refused by StartProcess and
+// Command; one that names the sandbox's cgroup starts. "true" stands in
+// for edgeward, so nothing would be attached if the check failed open.
+func TestSandboxRefusesRunOutsideItsCgroup(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	s := New(t, Options{WithoutWireGuard: true, WithoutProxy: true})
+	if err := cgroupfs.Check(s.Cgroup); err != nil {
+		t.Fatalf("the sandbox's cgroup: %v", err)
+	}
+	root, err := cgroupfs.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	write := func(name, paths string) string {
+		path := filepath.Join(s.Dir, name)
+		if err := os.WriteFile(path, []byte("mode: enforce\n"+paths), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tests := []struct {
+		file string
+		err  string
+	}{
+		{write("default.yaml", ""), "paths.cgroup is not set"},
+		{write("root.yaml", "paths: {cgroup: "+root+"}\n"), "is not the test's own cgroup"},
+		{write("own.yaml", "paths: {cgroup: "+s.Cgroup+"}\n"), ""},
+	}
+	for _, tt := range tests {
+		p, err := s.StartProcess(Gateway, filepath.Base(tt.file), "true", "run", "-c", tt.file)
+		if tt.err == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.file, err)
+			} else if err := p.Wait(timeout); err != nil {
+				t.Errorf("%s: %v", tt.file, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("StartProcess with %s: %v, want %q", tt.file, err, tt.err)
+		}
+		err = s.Command(t.Context(), Gateway, "true", "run", "--c="+tt.file).Run()
+		if err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("Command with %s: %v, want %q", tt.file, err, tt.err)
+		}
+	}
+	if _, err := s.StartProcess(Gateway, "no-config", "true", "run"); err == nil {
+		t.Error("a run without -c was started")
+	}
+}
+
 // leftovers lists what of a closed sandbox is still on the machine.
 func leftovers(t *testing.T, id, dir string, pids []int) []string {
 	t.Helper()
@@ -263,6 +321,9 @@ func leftovers(t *testing.T, id, dir string, pids []int) []string {
 	}
 
 	paths := []string{dir, wgSocket(wgGatewayName(id)), wgSocket(wgVPCName(id))}
+	if root, err := cgroupfs.Root(); err == nil {
+		paths = append(paths, filepath.Join(root, testcgroup.Prefix+cgroupName(id)))
+	}
 	for _, p := range paths {
 		if _, err := os.Stat(p); err == nil {
 			left = append(left, p)
@@ -489,7 +550,7 @@ func TestSandboxSweepStale(t *testing.T) {
 }
 
 // machineState lists the sandbox traces on the machine: namespaces,
-// folders, WireGuard sockets and bpffs mounts.
+// folders, WireGuard sockets, cgroups and bpffs mounts.
 func machineState(t *testing.T) []string {
 	t.Helper()
 	names, err := exec.Command("ip", "netns", "list").Output()
@@ -498,10 +559,14 @@ func machineState(t *testing.T) []string {
 	}
 	state := strings.Split(strings.TrimSpace(string(names)), "\n")
 
-	for _, pattern := range []string{
+	patterns := []string{
 		filepath.Join(os.TempDir(), dirPrefix+"*"),
 		filepath.Join(wgSocketDir, "*"),
-	} {
+	}
+	if root, err := cgroupfs.Root(); err == nil {
+		patterns = append(patterns, filepath.Join(root, testcgroup.Prefix+cgroupName("*")))
+	}
+	for _, pattern := range patterns {
 		matches, _ := filepath.Glob(pattern)
 		state = append(state, matches...)
 	}

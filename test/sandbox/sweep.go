@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgeward/edgeward/internal/testcgroup"
 )
 
 // ownerFile names the file in Dir that records which process owns the
@@ -72,7 +74,7 @@ func stale(dir string) bool {
 
 // SweepStale removes what sandboxes of test processes that died without
 // Close left behind (a test binary killed by -timeout runs no cleanup):
-// their namespaces, WireGuard sockets, bpffs mounts and folders. Their
+// their namespaces, WireGuard sockets, cgroups, bpffs mounts and folders. Their
 // daemons already got SIGKILL when the test binary died. Sandboxes whose
 // owner still runs are left alone, so it is safe to call from TestMain
 // while other test processes run. It returns the ids it swept.
@@ -117,6 +119,7 @@ func sweep(id, dir string) error {
 	for _, h := range hosts {
 		errs = append(errs, deleteNamespace(nsName(id, h)))
 	}
+	errs = append(errs, testcgroup.RemoveStale(cgroupName(id), filepath.Join(dir, "cgroup")))
 	errs = append(errs, s.removeFolders())
 	return errors.Join(errs...)
 }
