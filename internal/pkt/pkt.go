@@ -1,7 +1,8 @@
 // Package pkt builds raw packets for tests and for explaining verdicts:
 // Ethernet, VLAN tags, IPv4 (with options and fragments), IPv6 (with
 // extension headers), TCP, UDP, ICMP and ARP. Checksums are left zero: the
-// data plane does not verify them.
+// data plane does not verify them. SetIPv4Checksum fills in the IPv4
+// header's for packets that go through a real stack.
 package pkt
 
 import (
@@ -82,6 +83,21 @@ func IPv4(src, dst netip.Addr, proto uint8, o IPv4Options, payload []byte) []byt
 	b = append(b, d[:]...)
 	b = append(b, o.Options...)
 	return append(b, payload...)
+}
+
+// SetIPv4Checksum fills in the header checksum of the IPv4 packet ip (built
+// by IPv4), which a stack checks before it forwards or delivers it.
+func SetIPv4Checksum(ip []byte) {
+	hlen := int(ip[0]&0x0f) * 4
+	binary.BigEndian.PutUint16(ip[10:], 0)
+	var sum uint32
+	for i := 0; i+1 < hlen; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
 }
 
 // IPv6 builds an IPv6 header whose next header is next, followed by payload

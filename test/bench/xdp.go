@@ -155,22 +155,11 @@ func busyJiffies() (uint64, error) {
 func (p *pipeline) frame() []byte {
 	ip := pkt.IPv4(netip.MustParseAddr(benchOT), netip.MustParseAddr(benchInternet), pkt.ProtoUDP,
 		pkt.IPv4Options{}, pkt.UDP(40000, 9, make([]byte, 18)))
-	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip[:20]))
+	pkt.SetIPv4Checksum(ip)
 	b := append([]byte{}, p.lanMAC...)
 	b = append(b, p.genMAC...)
 	b = binary.BigEndian.AppendUint16(b, pkt.EtherIPv4)
 	return append(b, ip...)
-}
-
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 // trafgenConfig writes the frame in trafgen's configuration syntax.

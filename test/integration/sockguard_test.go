@@ -128,21 +128,9 @@ func sendFrames() error {
 func udpFrame(srcMAC, dstMAC net.HardwareAddr, src netip.Addr, dst netip.AddrPort, seq uint32) []byte {
 	payload := binary.BigEndian.AppendUint32(nil, seq)
 	ip := pkt.IPv4(src, dst.Addr(), pkt.ProtoUDP, pkt.IPv4Options{}, pkt.UDP(40000, dst.Port(), payload))
-	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip[:20]))
+	pkt.SetIPv4Checksum(ip)
 	frame := append(append(append([]byte{}, dstMAC...), srcMAC...), 0x08, 0x00)
 	return append(frame, ip...)
-}
-
-// ipChecksum is the Internet checksum of an IPv4 header.
-func ipChecksum(hdr []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(hdr); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(hdr[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
