@@ -795,7 +795,7 @@ int guard_sockopt(struct bpf_sockopt *ctx)
 	struct ew_settings *s;
 	__u32 slot = 0;
 
-	reason = ew_sockopt_reason(ctx->level, ctx->optname);
+	reason = ew_sockopt_reason(ctx);
 	if (reason != EW_REASON_UNKNOWN) {
 		s = ew_active_policy(&slot);
 		verdict = s && s->mode == EW_MODE_AUDIT ? EW_VERDICT_AUDIT :

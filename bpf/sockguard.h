@@ -9,7 +9,7 @@
  *   AF_PACKET with PACKET_QDISC_BYPASS   packet_direct_xmit
  *   AF_XDP                               __xsk_generic_xmit, zero-copy
  *
- * Both are refused at setsockopt. An AF_PACKET socket without the option
+ * Both are refused at setsockopt, on sockets of those families only. An AF_PACKET socket without the option
  * sends through the qdisc layer and passes tc egress like any other (DHCP
  * clients need such sockets: they stay allowed). An AF_XDP socket needs
  * SOL_XDP options (a UMEM, a ring) before it can bind and send, so refusing
@@ -43,15 +43,44 @@
  */
 volatile const __u32 ew_page_size = 4096;
 
-/* ew_sockopt_reason returns why the guard refuses the option level/optname,
- * or EW_REASON_UNKNOWN when it does not. Only AF_PACKET sockets take
- * SOL_PACKET options and only AF_XDP sockets SOL_XDP ones, so the level
- * tells the family. */
-static __always_inline enum ew_reason ew_sockopt_reason(int level, int optname)
+/* Address families from include/linux/socket.h, which is not UAPI. */
+#define EW_AF_PACKET 17
+#define EW_AF_XDP 44
+
+/* ew_sockopt_int reads the int a process passes as optval, or returns -1
+ * when it passed less; the kernel then refuses the call itself. */
+static __always_inline int ew_sockopt_int(struct bpf_sockopt *ctx, int *value)
 {
-	if (level == EW_SOL_PACKET && optname == PACKET_QDISC_BYPASS)
+	int *v = ctx->optval;
+
+	if (ctx->optlen < (int)sizeof(*v) ||
+	    (void *)(v + 1) > (void *)ctx->optval_end)
+		return -1;
+	*value = *v;
+	return 0;
+}
+
+/* ew_sockopt_reason returns why the guard refuses the option, or
+ * EW_REASON_UNKNOWN when it does not. The cgroup hook runs before the
+ * socket's family sees the level, so the family is checked here: a SOL_XDP
+ * option on a TCP socket is not ours to refuse (the kernel answers
+ * ENOPROTOOPT). PACKET_QDISC_BYPASS with 0 turns the bypass off and
+ * passes. */
+static __always_inline enum ew_reason
+ew_sockopt_reason(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	int on;
+
+	if (!sk)
+		return EW_REASON_UNKNOWN;
+	if (sk->family == EW_AF_PACKET && ctx->level == EW_SOL_PACKET &&
+	    ctx->optname == PACKET_QDISC_BYPASS) {
+		if (ew_sockopt_int(ctx, &on) == 0 && on == 0)
+			return EW_REASON_UNKNOWN;
 		return EW_REASON_QDISC_BYPASS;
-	if (level == EW_SOL_XDP)
+	}
+	if (sk->family == EW_AF_XDP && ctx->level == EW_SOL_XDP)
 		return EW_REASON_AF_XDP;
 	return EW_REASON_UNKNOWN;
 }

@@ -49,6 +49,13 @@ type probeResult struct {
 	// LongOption: SO_BINDTODEVICE with an optval longer than a page (the
 	// kernel reads the name from its start), read back.
 	LongOption string
+	// BypassOff: setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 0), which
+	// turns the bypass off.
+	BypassOff string
+	// ForeignLevels: SOL_PACKET's PACKET_QDISC_BYPASS and SOL_XDP's
+	// XDP_TX_RING on a UDP socket, which the kernel refuses itself
+	// (ENOPROTOOPT); the guard must neither answer nor count them.
+	ForeignLevels string
 }
 
 // socketProbe makes the socket calls of probeResult and prints the
@@ -68,6 +75,10 @@ func socketProbe() int {
 	})
 	r.XDPSocket, r.XDPRing = xdpProbe()
 	r.LongOption = longOptionProbe()
+	r.BypassOff = packetProbe(func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 0)
+	})
+	r.ForeignLevels = foreignLevelsProbe()
 
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		return 1
@@ -111,6 +122,19 @@ func longOptionProbe() string {
 		err = fmt.Errorf("bound to %q", dev)
 	}
 	return errName(err)
+}
+
+// foreignLevelsProbe sets the guarded levels' options on a UDP socket and
+// returns both answers.
+func foreignLevelsProbe() string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return errName(err)
+	}
+	defer unix.Close(fd)
+	packet := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	xdp := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_TX_RING, 64)
+	return errName(packet) + " " + errName(xdp)
 }
 
 // wantInt turns a getsockopt of an option set to 1 into an error.
@@ -166,12 +190,14 @@ func runSocketProbe(t *testing.T, cg *testcgroup.Cgroup) probeResult {
 var allowed = probeResult{
 	QdiscBypass: "ok", PacketSocket: "ok", PacketOption: "ok",
 	XDPSocket: "ok", XDPRing: "ok", LongOption: "ok",
+	BypassOff: "ok", ForeignLevels: "ENOPROTOOPT ENOPROTOOPT",
 }
 
 // guarded is what a process in the guarded cgroup gets in enforce mode.
 var guarded = probeResult{
 	QdiscBypass: "EPERM", PacketSocket: "ok", PacketOption: "ok",
 	XDPSocket: "ok", XDPRing: "EPERM", LongOption: "ok",
+	BypassOff: "ok", ForeignLevels: "ENOPROTOOPT ENOPROTOOPT",
 }
 
 // socketCells reads the socket guard's counter cells, "verdict/reason".
