@@ -25,6 +25,7 @@ func TestPlainPathDecidesLikeTheFullJudge(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			l := openTestLoader(t, plainTestPolicy(mode))
 			learnForPlainTest(t, l)
+			openLearnedFlowThenExpire(t, l)
 
 			for _, l3 := range []bool{false, true} {
 				name := "tc_egress_eth"
@@ -36,6 +37,7 @@ func TestPlainPathDecidesLikeTheFullJudge(t *testing.T) {
 					real = l.objs.TCEgressL3
 				}
 				twin := loadFullJudgeTwin(t, l, name)
+				assertDifferentCode(t, real, twin)
 
 				seed := uint64(time.Now().UnixNano())
 				rng := rand.New(rand.NewPCG(seed, 2))
@@ -82,6 +84,54 @@ func learnForPlainTest(t *testing.T, l *Loader) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The flow openLearnedFlowThenExpire opens to learnedExpired4.
+const (
+	expiredFlowSport = 8443
+	expiredFlowDport = 443
+)
+
+// openLearnedFlowThenExpire lets a SYN to learnedExpired4 open a flow
+// while its entry lives, then expires the entry: packets of that flow go
+// on (ew_flow_continues), others to it are denied.
+func openLearnedFlowThenExpire(t *testing.T, l *Loader) {
+	t.Helper()
+	https := []config.PortRange{{Proto: config.ProtoTCP, First: 443, Last: 443}}
+	relearn := func(lifetime time.Duration) {
+		t.Helper()
+		if err := l.Learn([]LearnedDest{{Addr: learnedExpired4, Lifetime: lifetime, Ports: https}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relearn(time.Hour)
+	syn := pkt.Ether(pkt.EtherIPv4, pkt.IPv4(gw4, learnedExpired4, pkt.ProtoTCP, pkt.IPv4Options{},
+		tcpFlags(expiredFlowSport, expiredFlowDport, syn)))
+	if ret := runEgress(t, l, false, syn); ret != tcPass {
+		t.Fatalf("SYN to a live learned destination: returned %#x", ret)
+	}
+	relearn(-time.Second)
+}
+
+// assertDifferentCode fails unless the kernel holds different code for
+// the two programs: with ew_plain_path off the verifier must have removed
+// the plain path, or the comparison would test one path against itself.
+func assertDifferentCode(t *testing.T, real, twin *ebpf.Program) {
+	t.Helper()
+	size := func(p *ebpf.Program) int {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := info.TranslatedSize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, b := size(real), size(twin); a == b {
+		t.Fatalf("the program and its twin without the plain path both have %d bytes of code", a)
 	}
 }
 
@@ -171,6 +221,9 @@ func randomEgressPacket(rng *rand.Rand) egressPacket {
 		flags:    flags[rng.IntN(len(flags))],
 		mark:     []uint32{0, GuardMark, GuardMark + 1}[rng.IntN(3)],
 		fragment: rng.IntN(8) == 0,
+	}
+	if p.dst == learnedExpired4 && rng.IntN(2) == 0 { // the flow that outlives its entry
+		p.proto, p.sport, p.dport, p.fragment = pkt.ProtoTCP, expiredFlowSport, expiredFlowDport, false
 	}
 	if p.proto == pkt.ProtoUDP && rng.IntN(4) == 0 { // a DHCP client, often
 		p.sport, p.dport = 68, 67
