@@ -287,6 +287,11 @@ func (d *daemon) reloadLocked() (uint32, error) {
 		return 0, fmt.Errorf("rejected, the previous policy stays in force: %w", err)
 	}
 	old := d.cfg
+	if old.Paths != cfg.Paths {
+		d.log.Warn("reload: the paths section changed; it takes effect when the daemon restarts",
+			"old", old.Paths, "new", cfg.Paths)
+		cfg.Paths = old.Paths // what is in effect until then
+	}
 	d.cfg = cfg
 	d.enforcer.setConfig(cfg)
 	d.dnsAudit.Store(cfg.Mode == config.ModeAudit)

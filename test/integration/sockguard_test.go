@@ -348,6 +348,9 @@ func TestSocketGuardClosesQdiscBypass(t *testing.T) {
 		t.Errorf("metrics: %v", err)
 	}
 	out, err := g.cli("status", "-c", g.cfgPath)
+	if err != nil {
+		t.Errorf("edgeward status: %v\n%s", err, out)
+	}
 	if err := contains(out, "socket guard: setsockopt on cgroup "+g.sb.Cgroup, "drop     qdisc_bypass  3"); err != nil {
 		t.Errorf("status: %v\n%s", err, out)
 	}
