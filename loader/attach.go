@@ -226,7 +226,7 @@ func (l *Loader) attachXDP(iface Interface, p hookPlan) (AttachMode, error) {
 func pinAndClose(lk link.Link, pin string) error {
 	defer lk.Close()
 	if err := lk.Pin(pin); err != nil {
-		return fmt.Errorf("pin link: %w", err)
+		return fmt.Errorf("pin link at %s: %w", pin, err)
 	}
 	return nil
 }

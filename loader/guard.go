@@ -76,22 +76,28 @@ func (l *Loader) guardPin(h GuardHook) string {
 // with id cgroupID at dir.
 func (l *Loader) attachGuardHook(dir string, cgroupID uint64, h guardHook) error {
 	pin := l.guardPin(h.hook)
-	// Left by a run that died between attaching to a new cgroup and
-	// renaming the pin: a second attachment, which goes first.
-	if err := detachPinned(pin + newPinSuffix); err != nil {
-		return err
-	}
-	adopted, err := adoptGuardLink(pin, cgroupID, h.prog)
-	if adopted || err != nil {
-		return err
-	}
-
-	lk, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: h.attach, Program: h.prog})
+	// A pin under the new name was left by a run that died while moving
+	// the guard: kept if it guards this cgroup (the move goes on from
+	// there, with no gap), else a second attachment, which goes first.
+	moving, err := adoptGuardLink(pin+newPinSuffix, cgroupID, h.prog)
 	if err != nil {
 		return err
 	}
-	if err := pinAndClose(lk, pin+newPinSuffix); err != nil {
-		return err
+	if !moving {
+		if err := detachPinned(pin + newPinSuffix); err != nil {
+			return err
+		}
+		adopted, err := adoptGuardLink(pin, cgroupID, h.prog)
+		if adopted || err != nil {
+			return err
+		}
+		lk, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: h.attach, Program: h.prog})
+		if err != nil {
+			return err
+		}
+		if err := pinAndClose(lk, pin+newPinSuffix); err != nil {
+			return err
+		}
 	}
 	if err := detachPinned(pin); err != nil {
 		return err

@@ -364,6 +364,57 @@ func TestSocketGuardRestartAndMove(t *testing.T) {
 	}
 }
 
+// TestSocketGuardResumesAMove: a run that died while moving the guard
+// left the new cgroup's link under the temporary pin. The next run keeps
+// that link, so the new cgroup is never unguarded, and finishes the move:
+// one program on the new cgroup, none on the old, the link under its
+// final pin.
+func TestSocketGuardResumesAMove(t *testing.T) {
+	pins := testenv.BPFFS(t) + "/edgeward"
+	from, to := newGuardCgroup(t, "from"), newGuardCgroup(t, "to")
+	l, err := Open(Options{PinPath: pins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Unload(pins); l.Close() })
+	if err := l.AttachSocketGuard(from.Path); err != nil {
+		t.Fatal(err)
+	}
+
+	// What the run that died did: attach to the new cgroup, pin there.
+	pin := l.guardPin(GuardSetsockopt)
+	lk, err := link.AttachCgroup(link.CgroupOptions{Path: to.Path, Attach: ebpf.AttachCGroupSetsockopt, Program: l.objs.GuardSockopt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Pin(pin + newPinSuffix); err != nil {
+		t.Fatal(err)
+	}
+	info, err := lk.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Close()
+
+	if err := l.AttachSocketGuard(to.Path); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := guardPrograms(t, from), guardPrograms(t, to); a != 0 || b != 1 {
+		t.Errorf("after the move: %d programs on the old cgroup, %d on the new; want 0 and 1", a, b)
+	}
+	kept, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatalf("the guard's pin after the move: %v", err)
+	}
+	defer kept.Close()
+	if keptInfo, err := kept.Info(); err != nil || keptInfo.ID != info.ID {
+		t.Errorf("pinned link after the move is %v (%v), want the one the dead run made, %v", keptInfo, err, info.ID)
+	}
+	if _, err := os.Stat(pin + newPinSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary pin left: %v", err)
+	}
+}
+
 // TestSocketGuardRefusesOtherDirectories: the guard attaches only to a
 // cgroup v2 directory.
 func TestSocketGuardRefusesOtherDirectories(t *testing.T) {
