@@ -139,6 +139,27 @@ func linkCgroupID(lk link.Link) uint64 {
 	return info.Cgroup().CgroupId
 }
 
+// GuardHolds tells whether every hook of the socket guard is pinned and
+// attached to the cgroup at dir now: a link someone detached, or a cgroup
+// removed since the guard was attached, reads as false.
+func (l *Loader) GuardHolds(dir string) bool {
+	id, err := cgroupfs.ID(dir)
+	if err != nil {
+		return false
+	}
+	attached, err := GuardAttachments(l.pins.root)
+	if err != nil {
+		return false
+	}
+	holding := 0
+	for _, a := range attached {
+		if a.CgroupID == id {
+			holding++
+		}
+	}
+	return holding == len(l.guardHooks())
+}
+
 // GuardAttachment is a hook of the socket guard found pinned.
 type GuardAttachment struct {
 	Hook GuardHook

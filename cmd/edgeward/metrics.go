@@ -99,7 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(c.learnedCapacity, loader.MaxLearned)
-	gauge(c.guardAttached, boolValue(c.d.guardAttached.Load()))
+	gauge(c.guardAttached, boolValue(c.d.guardAttached.Load() && c.d.loader.GuardHolds(c.d.guardDir)))
 	gauge(c.reloadFailed, boolValue(c.d.reloadFailed.Load()))
 	gauge(c.reloadTimestamp, float64(c.d.reloadedAt.Load()))
 	gauge(c.buildInfo, 1, version, runtime.Version())
