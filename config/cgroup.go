@@ -28,7 +28,10 @@ func (c *Config) GuardCgroup() (string, error) {
 		if errors.Is(err, cgroupfs.ErrNotMounted) {
 			return "", fmt.Errorf("%s: paths.cgroup: %w", c.File, ErrNoCgroup2)
 		}
-		return root, err
+		if err != nil {
+			return "", fmt.Errorf("%s: paths.cgroup (default, the cgroup v2 root): %w", c.File, err)
+		}
+		return root, nil
 	}
 
 	err := cgroupfs.Check(c.Paths.Cgroup)
