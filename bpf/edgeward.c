@@ -370,9 +370,9 @@ static __always_inline int ew_plain(const struct ew_packet *pkt,
 }
 
 /* ew_judge_plain judges a plain packet (ew_plain) leaving on an uplink.
- * ew_judge_egress comes to the same decision by the same steps, but a call
- * to a global function costs the egress path a tenth of its time; inlined,
- * the plain path still lets the verifier check that function once. */
+ * ew_judge_egress comes to the same decision by the same steps, but the
+ * call to a global function costs more than these steps; kept apart, the
+ * rest still lets the verifier check that function once. */
 static __always_inline int ew_judge_plain(struct __sk_buff *skb,
 					  const struct ew_packet *pkt,
 					  struct ew_decision *d)

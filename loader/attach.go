@@ -235,6 +235,22 @@ func pinAndClose(lk link.Link, pin string) error {
 // ifindex. A pin left by an interface that is gone (its index maybe
 // reused) is removed and adopted is false.
 func adoptLink(pin string, ifindex int, prog *ebpf.Program) (adopted bool, err error) {
+	adopted, err = adoptPinned(pin, prog, func(lk link.Link) bool { return linkIfindex(lk) == ifindex })
+	if adopted || err != nil {
+		return adopted, err
+	}
+	if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("remove stale link pin %s: %w", pin, err)
+	}
+	return false, nil
+}
+
+// adoptPinned updates the link pinned at pin to prog when owns says it is
+// still attached where the caller wants it (BPF_LINK_UPDATE: no moment
+// without a program, never a second attachment). It returns false, and
+// leaves the pin to the caller, when nothing is pinned there or the link
+// is attached elsewhere.
+func adoptPinned(pin string, prog *ebpf.Program, owns func(link.Link) bool) (bool, error) {
 	lk, err := link.LoadPinnedLink(pin, nil)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -244,8 +260,7 @@ func adoptLink(pin string, ifindex int, prog *ebpf.Program) (adopted bool, err e
 	}
 	defer lk.Close()
 
-	if linkIfindex(lk) != ifindex {
-		lk.Unpin()
+	if !owns(lk) {
 		return false, nil
 	}
 	if err := lk.Update(prog); err != nil {

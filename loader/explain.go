@@ -181,12 +181,30 @@ func closeMaps(maps map[string]*ebpf.Map) {
 // loadExplainTwin loads program name in explain mode, using the pinned
 // maps, and returns it with its private ew_explained map.
 func loadExplainTwin(name string, pinned map[string]*ebpf.Map) (*ebpf.Program, *ebpf.Map, error) {
+	coll, err := loadTwin(name, pinned, map[string]any{"ew_explain": uint8(1)})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return nil, nil, fmt.Errorf("explain: the pinned maps come from an incompatible version of edgeward: %w", err)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("explain: %w", err)
+	}
+	prog, out := coll.DetachProgram(name), coll.DetachMap("ew_explained")
+	coll.Close()
+	return prog, out, nil
+}
+
+// loadTwin loads program name alone from this binary's object, with the
+// rodata constants set (the verifier removes the branches they rule out),
+// on the maps in pinned.
+func loadTwin(name string, pinned map[string]*ebpf.Map, constants map[string]any) (*ebpf.Collection, error) {
 	spec, err := loadEdgeward()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := spec.Variables["ew_explain"].Set(uint8(1)); err != nil {
-		return nil, nil, fmt.Errorf("explain: set explain mode: %w", err)
+	for constant, value := range constants {
+		if err := spec.Variables[constant].Set(value); err != nil {
+			return nil, fmt.Errorf("set %s: %w", constant, err)
+		}
 	}
 	for prog := range spec.Programs {
 		if prog != name {
@@ -195,15 +213,10 @@ func loadExplainTwin(name string, pinned map[string]*ebpf.Map) (*ebpf.Program, *
 	}
 
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: pinned})
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		return nil, nil, fmt.Errorf("explain: the pinned maps come from an incompatible version of edgeward: %w", err)
-	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("explain: load %s: %w", name, err)
+		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
-	prog, out := coll.DetachProgram(name), coll.DetachMap("ew_explained")
-	coll.Close()
-	return prog, out, nil
+	return coll, nil
 }
 
 // probePacket builds the packet of p, with an Ethernet header unless p.L3.

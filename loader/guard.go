@@ -111,22 +111,7 @@ func (l *Loader) attachGuardHook(dir string, cgroupID uint64, h guardHook) error
 // adoptGuardLink updates the link pinned at pin to prog if it is attached
 // to the cgroup with id cgroupID.
 func adoptGuardLink(pin string, cgroupID uint64, prog *ebpf.Program) (bool, error) {
-	lk, err := link.LoadPinnedLink(pin, nil)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("load pinned link %s: %w", pin, err)
-	}
-	defer lk.Close()
-
-	if linkCgroupID(lk) != cgroupID {
-		return false, nil
-	}
-	if err := lk.Update(prog); err != nil {
-		return false, fmt.Errorf("update pinned link %s: %w", pin, err)
-	}
-	return true, nil
+	return adoptPinned(pin, prog, func(lk link.Link) bool { return linkCgroupID(lk) == cgroupID })
 }
 
 // linkCgroupID is the cgroup a cgroup link is attached to, 0 when it was

@@ -139,27 +139,15 @@ func assertDifferentCode(t *testing.T, real, twin *ebpf.Program) {
 // loader's maps.
 func loadFullJudgeTwin(t *testing.T, l *Loader, name string) *ebpf.Program {
 	t.Helper()
-	spec, err := loadEdgeward()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := spec.Variables["ew_plain_path"].Set(uint8(0)); err != nil {
-		t.Fatal(err)
-	}
-	for prog := range spec.Programs {
-		if prog != name {
-			delete(spec.Programs, prog)
-		}
-	}
 	maps, err := openPinnedMaps(l.pins.maps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeMaps(maps) })
 
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: maps})
+	coll, err := loadTwin(name, maps, map[string]any{"ew_plain_path": uint8(0)})
 	if err != nil {
-		t.Fatalf("load %s with the plain path off: %v", name, err)
+		t.Fatalf("the plain path off: %v", err)
 	}
 	prog := coll.DetachProgram(name)
 	coll.Close()

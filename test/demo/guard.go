@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 
@@ -17,24 +18,33 @@ import (
 // cgroup, try PACKET_QDISC_BYPASS (tryBypass) instead of running the demo.
 const bypassEnv = "EDGEWARD_DEMO_BYPASS"
 
+// Exit statuses of tryBypass.
+const (
+	bypassAccepted = 0
+	bypassRefused  = 1 // setsockopt said EPERM: the guard
+	bypassBroken   = 2 // anything else: the probe says nothing
+)
+
 // tryBypass sets PACKET_QDISC_BYPASS on an AF_PACKET socket, as a process
-// with CAP_NET_RAW would to send frames that skip tc egress. It exits 0
-// when the option was accepted, 1 with the error otherwise.
+// with CAP_NET_RAW would to send frames that skip tc egress, and exits
+// with what happened (bypassAccepted, ...), printing any error.
 func tryBypass() int {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-	if err == nil {
-		err = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
-		unix.Close(fd)
-	}
-	if errors.Is(err, unix.EPERM) {
-		fmt.Println("setsockopt: EPERM")
-		return 1
-	}
 	if err != nil {
-		fmt.Println(err)
-		return 1
+		fmt.Println("socket:", err)
+		return bypassBroken
 	}
-	return 0
+	defer unix.Close(fd)
+	err = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	switch {
+	case err == nil:
+		return bypassAccepted
+	case errors.Is(err, unix.EPERM):
+		fmt.Println("setsockopt: EPERM")
+		return bypassRefused
+	}
+	fmt.Println("setsockopt:", err)
+	return bypassBroken
 }
 
 // guardRows show the socket guard: a process of the gateway in the
@@ -60,8 +70,13 @@ func bypassRow(ctx context.Context, d *demo) error {
 	cmd := d.sb.Command(ctx, sb.Gateway, self)
 	cmd.Env = append(cmd.Env, bypassEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd()), Pdeathsig: syscall.SIGKILL}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s", strings.TrimSpace(string(out)))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit) && exit.ExitCode() == bypassRefused:
+		return fmt.Errorf("refused: %s", strings.TrimSpace(string(out)))
 	}
-	return nil
+	return fmt.Errorf("%w: %v: %s", errProbeBroken, err, strings.TrimSpace(string(out)))
 }
