@@ -205,11 +205,11 @@ static __always_inline struct ew_settings *ew_active_policy(__u32 *slot)
 	__u32 zero = 0;
 	__u32 *active;
 
-	active = bpf_map_lookup_elem(&ew_active, &zero);
+	active = bpf_map_lookup_elem(&ew_slot, &zero);
 	if (!active)
 		return NULL;
 	*slot = *active;
-	s = bpf_map_lookup_elem(&ew_policy_settings, slot);
+	s = bpf_map_lookup_elem(&ew_policies, slot);
 	if (!s || s->generation == 0)
 		return NULL;
 	return s;
@@ -358,18 +358,9 @@ __noinline int ew_judge_egress(struct __sk_buff *skb, struct ew_packet *pkt,
 	return s->mode;
 }
 
-/* ew_plain tells whether a packet leaving on an uplink needs nothing but
- * the policy's lookup: parsing decided nothing, and it is a whole TCP or
- * UDP datagram that no link need covers. Most of an uplink's packets are
- * plain. */
-static __always_inline int ew_plain(const struct ew_packet *pkt,
-				    const struct ew_decision *d)
-{
-	return d->reason == EW_REASON_UNKNOWN && pkt->has_ports &&
-	       !pkt->fragment && ew_link_need(pkt) == EW_REASON_UNKNOWN;
-}
-
-/* ew_judge_plain judges a plain packet (ew_plain) leaving on an uplink.
+/* ew_judge_plain judges a plain packet leaving on an uplink: one that
+ * ew_parse_plain read and no link need covers, which needs nothing but the
+ * policy's lookup. Most of an uplink's packets are plain.
  * ew_judge_egress comes to the same decision by the same steps, but the
  * call to a global function costs more than these steps; kept apart, the
  * rest still lets the verifier check that function once. */
@@ -377,15 +368,13 @@ static __always_inline int ew_judge_plain(struct __sk_buff *skb,
 					  const struct ew_packet *pkt,
 					  struct ew_decision *d)
 {
-	/* Not zeroed: each lookup writes every byte of the key it uses. */
-	struct ew_lookup_keys keys;
 	struct ew_settings *s;
 	__u32 slot = 0;
 
 	s = ew_policy_for(d, &slot);
 	if (!s)
 		return EW_MODE_ENFORCE;
-	ew_lookup_policy(s, slot, pkt, &keys, d);
+	ew_lookup_policy(s, slot, pkt, d);
 	ew_egress_finish(skb, s, pkt, d);
 	return s->mode;
 }
@@ -413,7 +402,6 @@ static __always_inline void ew_adoptable(const struct ew_settings *s,
 					 const struct ew_packet *pkt,
 					 struct ew_decision *d)
 {
-	struct ew_lookup_keys keys = {};
 	struct ew_decision found = {};
 	struct ew_packet local;
 
@@ -422,7 +410,7 @@ static __always_inline void ew_adoptable(const struct ew_settings *s,
 		return;
 
 	ew_reverse(pkt, &local);
-	ew_lookup_policy(s, slot, &local, &keys, &found);
+	ew_lookup_policy(s, slot, &local, &found);
 	if (found.reason != EW_REASON_ENDPOINT && found.reason != EW_REASON_PROXY)
 		return;
 	d->adoptable = 1;
@@ -516,7 +504,6 @@ static __always_inline void ew_decide_lan(struct xdp_md *ctx,
 					  const struct ew_packet *pkt,
 					  struct ew_decision *d)
 {
-	struct ew_lookup_keys keys = {};
 	__u32 ifindex = 0, *role;
 	int routed, need;
 
@@ -544,7 +531,7 @@ static __always_inline void ew_decide_lan(struct xdp_md *ctx,
 		else if (role && *role != EW_ROLE_UPLINK)
 			d->reason = EW_REASON_NOT_ROUTABLE;
 		else if (pkt->has_ports)
-			ew_lookup_policy(s, slot, pkt, &keys, d);
+			ew_lookup_policy(s, slot, pkt, d);
 		else
 			d->reason = EW_REASON_NO_RULE;
 		if (d->reason == EW_REASON_NO_RULE && d->learned_expired)
@@ -597,29 +584,46 @@ static __always_inline int ew_parse(struct ew_cursor *c, int l3,
  * verifier removes the branch a constant rules out. */
 volatile const __u8 ew_plain_path = 1;
 
+/* ew_egress_slow parses from the start a packet that ew_parse_plain left
+ * (pkt may hold what it read; it is cleared) and judges it by
+ * ew_judge_egress. A global function: the general parser stays out of the
+ * plain path's stack frame and is checked once. */
+static __always_inline int ew_egress_slow(struct __sk_buff *skb, int l3,
+			      struct ew_packet *pkt, struct ew_decision *d)
+{
+	struct ew_icmp_inner inner = {};
+	struct ew_cursor c;
+
+	if (!skb || !pkt || !d)
+		return EW_MODE_ENFORCE;
+	ew_linearize(skb);
+	c.pos = (void *)(long)skb->data;
+	c.end = (void *)(long)skb->data_end;
+	*pkt = (struct ew_packet){};
+	d->reason = ew_parse(&c, l3, pkt);
+	if (d->reason == EW_REASON_UNKNOWN && ew_is_icmp_error(pkt))
+		ew_parse_icmp_inner(&c, pkt, &inner);
+	pkt->forwarded = skb->ingress_ifindex != 0;
+	return ew_judge_egress(skb, pkt, &inner, d);
+}
+
 /* ew_egress judges one packet leaving on an uplink. Every path ends in the
  * single exit at the bottom, which counts the verdict. */
 static __always_inline int ew_egress(struct __sk_buff *skb, int l3)
 {
-	struct ew_icmp_inner inner = {};
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
 	struct ew_decision d = {};
 	struct ew_packet pkt = {};
 	enum ew_verdict verdict;
-	struct ew_cursor c;
 	int mode;
 
-	ew_linearize(skb);
-	c.pos = (void *)(long)skb->data;
-	c.end = (void *)(long)skb->data_end;
-	d.reason = ew_parse(&c, l3, &pkt);
-	if (d.reason == EW_REASON_UNKNOWN && ew_is_icmp_error(&pkt))
-		ew_parse_icmp_inner(&c, &pkt, &inner);
-	pkt.forwarded = skb->ingress_ifindex != 0;
-
-	if (ew_plain_path && ew_plain(&pkt, &d))
+	if (ew_plain_path && ew_parse_plain(data, end, l3, &pkt) &&
+	    ew_link_need(&pkt) == EW_REASON_UNKNOWN)
 		mode = ew_judge_plain(skb, &pkt, &d);
 	else
-		mode = ew_judge_egress(skb, &pkt, &inner, &d);
+		mode = ew_egress_slow(skb, l3, &pkt, &d);
+
 	verdict = ew_verdict(d.reason, mode);
 	ew_account(EW_HOOK_TC_EGRESS, verdict, &d, skb->len);
 	if (verdict != EW_VERDICT_PASS)
@@ -814,12 +818,12 @@ int guard_sockopt(struct bpf_sockopt *ctx)
  * names need (Go reads the hook, verdict and reason tables from BTF), now
  * that the functions on the packet path that used to carry them are
  * inlined: a call costs the egress path more than its body. */
-__noinline int ew_btf_types(struct ew_rule *rule, struct ew_rule4_key *key4,
-			    struct ew_rule6_key *key6, enum ew_reason reason)
+__noinline int ew_btf_types(struct ew_rule *rule, struct ew_bucket4 *b4,
+			    struct ew_bucket6 *b6, enum ew_reason reason)
 {
-	if (!rule || !key4 || !key6)
+	if (!rule || !b4 || !b6)
 		return 0;
-	return rule->nranges + key4->prefixlen + key6->prefixlen + reason;
+	return rule->nranges + b4->more + b6->more + reason;
 }
 
 /* tc_empty and xdp_empty are the benchmark floors: the cheapest programs of

@@ -89,13 +89,12 @@ static __always_inline void ew_flow_refresh(struct ew_flow *f, __u8 proto,
 	f->expires = now + timeout;
 }
 
-/* ew_flow_open records a new flow of a packet that leaves (or would have
- * left, for an adopted flow) in state. */
-static __always_inline void ew_flow_open(const struct ew_packet *pkt,
-					 const struct ew_decision *d,
-					 __u8 state)
+/* ew_flow_insert stores a new flow under key in state, with the reason
+ * and endpoint of the decision that allowed it, from now. */
+static __always_inline void ew_flow_insert(const struct ew_flow_key *key,
+					   const struct ew_decision *d,
+					   __u8 state, __u64 now)
 {
-	struct ew_flow_key key = {};
 	struct ew_flow fresh = {
 		.state = state,
 		.reason = d->reason,
@@ -104,29 +103,31 @@ static __always_inline void ew_flow_open(const struct ew_packet *pkt,
 
 	if (ew_explain)
 		return;
-	ew_flow_key_local(&key, pkt);
-	fresh.expires = bpf_ktime_get_boot_ns() +
-			ew_flow_timeout(pkt->proto, state);
-	bpf_map_update_elem(&ew_flows, &key, &fresh, BPF_ANY);
+	fresh.expires = now + ew_flow_timeout(key->proto, state);
+	bpf_map_update_elem(&ew_flows, key, &fresh, BPF_ANY);
 }
 
-/* ew_flow_track records a TCP or UDP packet that egress allowed. A TCP
- * segment without SYN, FIN or RST changes nothing that its replies do not
- * refresh too, so it costs no lookup: the common case stays cheap. */
-static __always_inline void ew_flow_track(const struct ew_packet *pkt,
-					  const struct ew_decision *d)
+/* ew_flow_open records a new flow of a packet that leaves (or would have
+ * left, for an adopted flow) in state. */
+static __always_inline void ew_flow_open(const struct ew_packet *pkt,
+					 const struct ew_decision *d,
+					 __u8 state)
+{
+	struct ew_flow_key key = {};
+
+	ew_flow_key_local(&key, pkt);
+	ew_flow_insert(&key, d, state, bpf_ktime_get_boot_ns());
+}
+
+/* ew_flow_record records a packet that egress allowed as a new flow or a
+ * step of one. Not inlined: it needs a flow key on the stack, and the
+ * frame of the plain path must leave room for the rest of the program. */
+static __noinline void ew_flow_record(const struct ew_packet *pkt,
+				      const struct ew_decision *d)
 {
 	struct ew_flow_key key = {};
 	struct ew_flow *f;
 	__u64 now;
-
-	if (!pkt->has_ports || pkt->later_fragment)
-		return;
-	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
-		return;
-	if (pkt->proto == IPPROTO_TCP &&
-	    !(pkt->tcp_flags & (EW_TCP_SYN | EW_TCP_FIN | EW_TCP_RST)))
-		return;
 
 	ew_flow_key_local(&key, pkt);
 	now = bpf_ktime_get_boot_ns();
@@ -136,7 +137,24 @@ static __always_inline void ew_flow_track(const struct ew_packet *pkt,
 				ew_flow_next(f->state, pkt->tcp_flags, 0), now);
 		return;
 	}
-	ew_flow_open(pkt, d, ew_flow_next(EW_FLOW_NEW, pkt->tcp_flags, 0));
+	ew_flow_insert(&key, d, ew_flow_next(EW_FLOW_NEW, pkt->tcp_flags, 0),
+		       now);
+}
+
+/* ew_flow_track records a TCP or UDP packet that egress allowed. A TCP
+ * segment without SYN, FIN or RST changes nothing that its replies do not
+ * refresh too, so it costs no lookup: the common case stays cheap. */
+static __always_inline void ew_flow_track(const struct ew_packet *pkt,
+					  const struct ew_decision *d)
+{
+	if (!pkt->has_ports || pkt->later_fragment)
+		return;
+	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
+		return;
+	if (pkt->proto == IPPROTO_TCP &&
+	    !(pkt->tcp_flags & (EW_TCP_SYN | EW_TCP_FIN | EW_TCP_RST)))
+		return;
+	ew_flow_record(pkt, d);
 }
 
 /* ew_flow_continues lets a packet of a live flow leave that a learned
@@ -144,8 +162,9 @@ static __always_inline void ew_flow_track(const struct ew_packet *pkt,
  * connection (an MQTT session) outlives the DNS answer that allowed it.
  * Callers ask only when the expired entry is still in the map, so other
  * denied packets cost no flow lookup; an entry evicted for room (the
- * name's address cap) does cut its flows. */
-static __always_inline void ew_flow_continues(const struct ew_packet *pkt,
+ * name's address cap) does cut its flows. Not inlined, like
+ * ew_flow_record. */
+static __noinline void ew_flow_continues(const struct ew_packet *pkt,
 					      struct ew_decision *d)
 {
 	struct ew_flow_key key = {};

@@ -28,19 +28,6 @@ enum ew_mode {
 	EW_MODE_AUDIT = 1,
 };
 
-/* Key of an IPv4 policy entry: a prefix, masked to prefixlen bits, address
- * in network order. */
-struct ew_rule4_key {
-	__u32 prefixlen;
-	__u32 addr;
-};
-
-/* Key of an IPv6 policy entry. */
-struct ew_rule6_key {
-	__u32 prefixlen;
-	__u32 addr[4];
-};
-
 /* One allowed protocol and port range, granted by endpoint number endpoint
  * (its index in the configuration, or EW_ENDPOINT_PROXY). */
 struct ew_port_range {
@@ -51,13 +38,13 @@ struct ew_port_range {
 	__u16 endpoint;
 };
 
-/* Value of a policy entry: what may be reached inside its prefix. */
+/* A ruleset: what may be reached inside a prefix of the policy. Prefixes
+ * that grant the same ranges share one. */
 struct ew_rule {
 	__u32 nranges;
 	struct ew_port_range ranges[EW_MAX_RANGES];
 };
 
-/* Everything of a policy that is not an entry. */
 /* The socket mark of the DNS guard's own sockets, which its NFQUEUE also
  * sets on the DNS it lets through (see intercept/), and the bits of the
  * mark it occupies. */
@@ -66,9 +53,19 @@ enum ew_marks {
 	EW_GUARD_MASK = 0xffff,
 };
 
+/* One hash of a policy table: bucket = first + ((address words times
+ * mul) >> shift), with mul[1] unused for IPv4. */
+struct ew_table_hash {
+	__u64 mul[2];
+	__u32 first;
+	__u8 shift;
+	__u8 pad[3];
+};
+
+/* Everything of a policy that is not an entry. */
 struct ew_settings {
 	__u32 generation; /* 0: no policy in this slot */
-	__u32 entries4;   /* entries of ew_rules4[slot], for status */
+	__u32 entries4;   /* entries of ew_table4[slot], for status */
 	__u32 entries6;
 	__u8 mode;
 	__u8 v4_nlens;
@@ -76,8 +73,15 @@ struct ew_settings {
 	__u8 learning; /* the DNS guard has names: look up learned addresses */
 	__u8 nservices;
 	__u8 dns_gate; /* transparent DNS: port 53 leaves only with EW_GUARD_MARK */
-	__u8 pad2[2];
-	/* Prefix lengths present in the policy, longest first. */
+	__u8 pad[6];
+	/* The tables' hashes: [0] finds the home bucket, [1] the stash bucket
+	 * (see ew_bucket4, ew_bucket6). */
+	struct ew_table_hash table4[2];
+	struct ew_table_hash table6[2];
+	/* Prefix lengths present in the policy, longest first, and the mask
+	 * of each, laid out as the addresses they mask. */
+	__u64 v6_masks[EW_MAX_PREFIX_LENS][2];
+	__u32 v4_masks[EW_MAX_PREFIX_LENS];
 	__u8 v4_lens[EW_MAX_PREFIX_LENS];
 	__u8 v6_lens[EW_MAX_PREFIX_LENS];
 	/* Ports of the gateway's own services that LAN hosts may reach. */
@@ -85,11 +89,59 @@ struct ew_settings {
 };
 
 /*
- * A policy lives in one slot: ew_policy_settings[slot], ew_rules4[slot] and
- * ew_rules6[slot]. ew_active names the slot packets use. The loader writes
- * a new policy into the other slot and then flips ew_active, so a packet
- * sees one policy whole (see loader/maps.go for the grace periods that make
- * this hold).
+ * The entries of a policy live in a hash table of our own per address
+ * family: an array of buckets, each with room for EW_BUCKET_SLOTS
+ * prefixes. A prefix sits in its home bucket, chosen by a multiply-shift
+ * hash of its masked address, or, when that bucket is full, in the stash:
+ * the buckets after the last home bucket, chosen by a second hash. A full
+ * home bucket has more set, so a lookup costs one bucket, and a second one
+ * only for an address whose home bucket overflowed. The loader draws other
+ * multipliers, or makes the table larger, until every prefix fits this
+ * way. Compared with a kernel hash map there is no key copy, no general
+ * hash of the key and no memcmp.
+ *
+ * A slot's rule word is ((prefix length + 1) << 24) | flags | ruleset:
+ * the prefix length, and the index in ew_rulesets[slot] of the port ranges
+ * it grants. A free slot has rule word 0, which no lookup asks for. The
+ * first of those ranges also sits in the bucket, so that a packet it
+ * grants costs no second lookup; EW_RULE_MORE_RANGES says whether the
+ * ruleset has others.
+ */
+#define EW_BUCKET_SLOTS 4
+#define EW_RULE_LEN_SHIFT 24
+#define EW_RULE_MORE_RANGES 0x800000
+#define EW_RULESET_MASK 0x7fffff
+
+/* A bucket of the IPv4 table: masked addresses in network order. */
+struct ew_bucket4 {
+	__u32 addr[EW_BUCKET_SLOTS];
+	__u32 rule[EW_BUCKET_SLOTS];
+	struct ew_port_range first[EW_BUCKET_SLOTS];
+	__u32 more;
+	__u32 pad;
+};
+
+/* A bucket of the IPv6 table: each masked address as two 64-bit words,
+ * bytes 0-7 and 8-15 loaded as this machine loads them. */
+struct ew_bucket6 {
+	__u64 hi[EW_BUCKET_SLOTS];
+	__u64 lo[EW_BUCKET_SLOTS];
+	__u32 rule[EW_BUCKET_SLOTS];
+	struct ew_port_range first[EW_BUCKET_SLOTS];
+	__u32 more;
+	__u32 pad;
+};
+
+/*
+ * A policy lives in one slot: ew_policies[slot], ew_table4[slot],
+ * ew_table6[slot] and ew_rulesets[slot]. ew_slot names the slot packets
+ * use. The loader writes a new policy into the other slot and then flips
+ * ew_slot, so a packet sees one policy whole (see loader/maps.go for the
+ * grace periods that make this hold). The names differ from those of the
+ * kernel hash maps that held policies before (ew_active,
+ * ew_policy_settings, ew_rules4, ew_rules6): during an upgrade the
+ * programs still attached keep their own maps until the new ones replace
+ * them.
  */
 
 /* 0 -> the active slot. */
@@ -98,7 +150,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
-} ew_active SEC(".maps");
+} ew_slot SEC(".maps");
 
 /* Slot -> settings of the policy in that slot. */
 struct {
@@ -106,40 +158,57 @@ struct {
 	__uint(max_entries, EW_POLICY_SLOTS);
 	__type(key, __u32);
 	__type(value, struct ew_settings);
-} ew_policy_settings SEC(".maps");
+} ew_policies SEC(".maps");
 
-/* Inner maps: the entries of one policy, sized to it. Through the outer
- * maps alone clang emits only forward declarations of the key and value
- * types; ew_lookup_policy's parameters make them complete. */
-struct ew_rules4_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
+/* Inner maps, sized to each policy (BPF_F_INNER_MAP lets their sizes
+ * differ). */
+struct ew_table4_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
 	__uint(max_entries, 1);
-	__type(key, struct ew_rule4_key);
+	__type(key, __u32);
+	__type(value, struct ew_bucket4);
+};
+
+struct ew_table6_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_bucket6);
+};
+
+struct ew_rulesets_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct ew_rule);
 };
 
-struct ew_rules6_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct ew_rule6_key);
-	__type(value, struct ew_rule);
-};
-
-/* Slot -> IPv4 entries of the policy in that slot. */
+/* Slot -> the IPv4 table of the policy in that slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, EW_POLICY_SLOTS);
 	__type(key, __u32);
-	__array(values, struct ew_rules4_inner);
-} ew_rules4 SEC(".maps");
+	__array(values, struct ew_table4_inner);
+} ew_table4 SEC(".maps");
 
-/* Slot -> IPv6 entries of the policy in that slot. */
+/* Slot -> the IPv6 table of the policy in that slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, EW_POLICY_SLOTS);
 	__type(key, __u32);
-	__array(values, struct ew_rules6_inner);
-} ew_rules6 SEC(".maps");
+	__array(values, struct ew_table6_inner);
+} ew_table6 SEC(".maps");
+
+/* Slot -> the distinct port range sets of the policy in that slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, EW_POLICY_SLOTS);
+	__type(key, __u32);
+	__array(values, struct ew_rulesets_inner);
+} ew_rulesets SEC(".maps");
 
 /* Key of a learned destination: IPv4 in addr[0], network order. */
 struct ew_learned_key {

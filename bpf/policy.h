@@ -33,74 +33,182 @@ struct ew_decision {
 	__u8 pad[3];
 };
 
-/* ew_mask_v4 keeps the first len bits of a network-order IPv4 address. */
-static __always_inline __u32 ew_mask_v4(__u32 addr, __u32 len)
+/* ew_bucket4 returns the bucket that hash h (home or stash) picks for a
+ * masked IPv4 address in table: the top bits of its product with the
+ * hash's multiplier (multiply-shift hashing). */
+static __always_inline struct ew_bucket4 *
+ew_bucket4(void *table, const struct ew_table_hash *h, __u32 addr)
 {
-	if (len == 0)
-		return 0;
-	if (len >= 32)
-		return addr;
-	return addr & bpf_htonl(0xffffffffU << (32 - len));
+	__u32 idx = h->first + (__u32)(((__u64)addr * h->mul[0]) >> h->shift);
+
+	return bpf_map_lookup_elem(table, &idx);
 }
 
-/* ew_find_rule4 returns the entry of the longest IPv4 prefix of the policy
- * that contains the destination, or NULL. The policy lists the prefix
- * lengths it uses, longest first: one hash lookup per distinct length. */
-static __always_inline struct ew_rule *
-ew_find_rule4(void *rules, const struct ew_settings *s,
-	      const struct ew_packet *pkt, struct ew_rule4_key *key)
+/* ew_bucket6 is ew_bucket4 for the two words of an IPv6 address. */
+static __always_inline struct ew_bucket6 *
+ew_bucket6(void *table, const struct ew_table_hash *h, __u64 hi, __u64 lo)
 {
+	__u32 idx = h->first +
+		    (__u32)((hi * h->mul[0] + lo * h->mul[1]) >> h->shift);
+
+	return bpf_map_lookup_elem(table, &idx);
+}
+
+/* ew_match4 looks in bucket b for the masked address addr with length
+ * want - 1: it returns the slot's rule word and stores its first port
+ * range, or returns 0. */
+static __always_inline __u32 ew_match4(const struct ew_bucket4 *b, __u32 addr,
+				       __u32 want, struct ew_port_range *first)
+{
+#pragma unroll
+	for (int i = 0; i < EW_BUCKET_SLOTS; i++) {
+		if (b->addr[i] == addr && b->rule[i] >> EW_RULE_LEN_SHIFT == want) {
+			*first = b->first[i];
+			return b->rule[i];
+		}
+	}
+	return 0;
+}
+
+/* ew_match6 is ew_match4 for an IPv6 bucket. */
+static __always_inline __u32 ew_match6(const struct ew_bucket6 *b, __u64 hi,
+				       __u64 lo, __u32 want,
+				       struct ew_port_range *first)
+{
+#pragma unroll
+	for (int i = 0; i < EW_BUCKET_SLOTS; i++) {
+		if (b->hi[i] == hi && b->lo[i] == lo &&
+		    b->rule[i] >> EW_RULE_LEN_SHIFT == want) {
+			*first = b->first[i];
+			return b->rule[i];
+		}
+	}
+	return 0;
+}
+
+/* ew_probe4 returns the rule word of the prefix addr (masked) of length
+ * want - 1 in an IPv4 table and stores its first port range, or returns 0
+ * when the policy has no such prefix: its home bucket, and the stash when
+ * that bucket overflowed. */
+static __always_inline __u32 ew_probe4(void *table, const struct ew_settings *s,
+				       __u32 addr, __u32 want,
+				       struct ew_port_range *first)
+{
+	struct ew_bucket4 *b = ew_bucket4(table, &s->table4[0], addr);
+	__u32 rule;
+
+	if (!b)
+		return 0;
+	rule = ew_match4(b, addr, want, first);
+	if (rule || !b->more)
+		return rule;
+
+	b = ew_bucket4(table, &s->table4[1], addr);
+	if (!b)
+		return 0;
+	return ew_match4(b, addr, want, first);
+}
+
+/* ew_probe6 is ew_probe4 for an IPv6 table. */
+static __always_inline __u32 ew_probe6(void *table, const struct ew_settings *s,
+				       __u64 hi, __u64 lo, __u32 want,
+				       struct ew_port_range *first)
+{
+	struct ew_bucket6 *b = ew_bucket6(table, &s->table6[0], hi, lo);
+	__u32 rule;
+
+	if (!b)
+		return 0;
+	rule = ew_match6(b, hi, lo, want, first);
+	if (rule || !b->more)
+		return rule;
+
+	b = ew_bucket6(table, &s->table6[1], hi, lo);
+	if (!b)
+		return 0;
+	return ew_match6(b, hi, lo, want, first);
+}
+
+/* ew_find4 returns the rule word of the longest IPv4 prefix of the policy
+ * in slot that contains daddr and stores its first port range, or returns
+ * 0: one probe per prefix length the policy uses, longest first. */
+static __always_inline __u32 ew_find4(const struct ew_settings *s, __u32 slot,
+				      __u32 daddr, struct ew_port_range *first)
+{
+	void *table = bpf_map_lookup_elem(&ew_table4, &slot);
+
+	if (!table)
+		return 0;
 	for (int i = 0; i < EW_MAX_PREFIX_LENS; i++) {
-		struct ew_rule *rule;
+		__u32 rule;
 
 		if (i >= s->v4_nlens)
 			break;
-		key->prefixlen = s->v4_lens[i];
-		key->addr = ew_mask_v4(pkt->daddr[0], key->prefixlen);
-		rule = bpf_map_lookup_elem(rules, key);
+		rule = ew_probe4(table, s, daddr & s->v4_masks[i],
+				 s->v4_lens[i] + 1, first);
 		if (rule)
 			return rule;
 	}
-	return NULL;
+	return 0;
 }
 
-/* ew_mask_v6 fills key->addr with the first key->prefixlen bits of addr. */
-static __always_inline void ew_mask_v6(struct ew_rule6_key *key,
-				       const __u32 *addr)
+/* ew_find6 is ew_find4 for IPv6. */
+static __always_inline __u32 ew_find6(const struct ew_settings *s, __u32 slot,
+				      const __u32 *daddr,
+				      struct ew_port_range *first)
 {
-#pragma unroll
-	for (int w = 0; w < 4; w++) {
-		int bits = (int)key->prefixlen - w * 32;
+	__u64 hi = ((const __u64 *)daddr)[0]; /* aligned: see ew_packet */
+	__u64 lo = ((const __u64 *)daddr)[1];
+	void *table = bpf_map_lookup_elem(&ew_table6, &slot);
 
-		if (bits <= 0)
-			key->addr[w] = 0;
-		else
-			key->addr[w] = ew_mask_v4(addr[w], bits);
-	}
-}
-
-/* ew_find_rule6 is ew_find_rule4 for IPv6. */
-static __always_inline struct ew_rule *
-ew_find_rule6(void *rules, const struct ew_settings *s,
-	      const struct ew_packet *pkt, struct ew_rule6_key *key)
-{
+	if (!table)
+		return 0;
 	for (int i = 0; i < EW_MAX_PREFIX_LENS; i++) {
-		struct ew_rule *rule;
+		__u32 rule;
 
 		if (i >= s->v6_nlens)
 			break;
-		key->prefixlen = s->v6_lens[i];
-		ew_mask_v6(key, pkt->daddr);
-		rule = bpf_map_lookup_elem(rules, key);
+		rule = ew_probe6(table, s, hi & s->v6_masks[i][0],
+				 lo & s->v6_masks[i][1], s->v6_lens[i] + 1,
+				 first);
 		if (rule)
 			return rule;
 	}
-	return NULL;
+	return 0;
 }
 
-/* ew_match_ports looks for the packet's protocol and port among the rule's
- * ranges. The rule carries the ranges of every endpoint containing it, so a
- * miss here is final. */
+/* ew_ruleset returns the port ranges a rule word grants. */
+static __always_inline struct ew_rule *ew_ruleset(__u32 slot, __u32 rule)
+{
+	__u32 index = rule & EW_RULESET_MASK;
+	void *rulesets = bpf_map_lookup_elem(&ew_rulesets, &slot);
+
+	if (!rulesets)
+		return NULL;
+	return bpf_map_lookup_elem(rulesets, &index);
+}
+
+/* ew_in_range tells whether range r grants the packet's protocol and
+ * destination port. */
+static __always_inline int ew_in_range(const struct ew_port_range *r,
+				       const struct ew_packet *pkt)
+{
+	return r->proto == pkt->proto && pkt->dport >= r->first &&
+	       pkt->dport <= r->last;
+}
+
+/* ew_granted records in d that range r let the packet through. */
+static __always_inline void ew_granted(const struct ew_port_range *r,
+				       struct ew_decision *d)
+{
+	d->endpoint = r->endpoint;
+	d->reason = r->endpoint == EW_ENDPOINT_PROXY ? EW_REASON_PROXY :
+						       EW_REASON_ENDPOINT;
+}
+
+/* ew_match_ports looks for the packet's protocol and port among the ranges
+ * of the prefix that matched. They are those of every endpoint containing
+ * the prefix, so a miss here is final. */
 static __always_inline void ew_match_ports(const struct ew_rule *rule,
 				      const struct ew_packet *pkt,
 				      struct ew_decision *d)
@@ -110,15 +218,10 @@ static __always_inline void ew_match_ports(const struct ew_rule *rule,
 
 		if (i >= rule->nranges)
 			break;
-		if (r->proto != pkt->proto)
-			continue;
-		if (pkt->dport < r->first || pkt->dport > r->last)
-			continue;
-		d->endpoint = r->endpoint;
-		d->reason = r->endpoint == EW_ENDPOINT_PROXY ?
-				    EW_REASON_PROXY :
-				    EW_REASON_ENDPOINT;
-		return;
+		if (ew_in_range(r, pkt)) {
+			ew_granted(r, d);
+			return;
+		}
 	}
 }
 
@@ -140,8 +243,7 @@ static __noinline void ew_match_learned(const struct ew_learned *l,
 
 		if (i >= l->nranges)
 			break;
-		if (r->proto == pkt->proto && pkt->dport >= r->first &&
-		    pkt->dport <= r->last) {
+		if (ew_in_range(r, pkt)) {
 			d->reason = EW_REASON_LEARNED;
 			d->endpoint = l->name;
 			return;
@@ -149,8 +251,9 @@ static __noinline void ew_match_learned(const struct ew_learned *l,
 	}
 }
 
-/* ew_lookup_learned looks for the destination among learned addresses. */
-static __always_inline void ew_lookup_learned(const struct ew_packet *pkt,
+/* ew_lookup_learned looks for the destination among learned addresses.
+ * Not inlined, like ew_flow_record. */
+static __noinline void ew_lookup_learned(const struct ew_packet *pkt,
 					      struct ew_decision *d)
 {
 	struct ew_learned_key key = { .family = pkt->family };
@@ -162,35 +265,33 @@ static __always_inline void ew_lookup_learned(const struct ew_packet *pkt,
 		ew_match_learned(l, pkt, d);
 }
 
-/* Scratch space for the map keys of one lookup. */
-struct ew_lookup_keys {
-	struct ew_rule4_key v4;
-	struct ew_rule6_key v6;
-};
-
 /* ew_lookup_policy decides a packet with ports by the endpoints and the
- * proxy of the policy in slot. */
+ * proxy of the policy in slot. The first range of the matching prefix
+ * comes with it from the table; only a packet that range does not grant
+ * looks at the others. */
 static __always_inline void ew_lookup_policy(const struct ew_settings *s,
 					__u32 slot,
 					const struct ew_packet *pkt,
-					struct ew_lookup_keys *keys,
 					struct ew_decision *d)
 {
-	struct ew_rule *rule = NULL;
-	void *rules;
+	struct ew_port_range first;
+	struct ew_rule *ranges;
+	__u32 rule;
 
 	d->reason = EW_REASON_NO_RULE;
-	if (pkt->family == 4) {
-		rules = bpf_map_lookup_elem(&ew_rules4, &slot);
-		if (rules)
-			rule = ew_find_rule4(rules, s, pkt, &keys->v4);
-	} else {
-		rules = bpf_map_lookup_elem(&ew_rules6, &slot);
-		if (rules)
-			rule = ew_find_rule6(rules, s, pkt, &keys->v6);
+	if (pkt->family == 4)
+		rule = ew_find4(s, slot, pkt->daddr[0], &first);
+	else
+		rule = ew_find6(s, slot, pkt->daddr, &first);
+
+	if (rule && ew_in_range(&first, pkt)) {
+		ew_granted(&first, d);
+	} else if (rule & EW_RULE_MORE_RANGES) {
+		ranges = ew_ruleset(slot, rule);
+		if (ranges)
+			ew_match_ports(ranges, pkt, d);
 	}
-	if (rule)
-		ew_match_ports(rule, pkt, d);
+
 	if (d->reason == EW_REASON_NO_RULE && s->learning)
 		ew_lookup_learned(pkt, d);
 }
@@ -280,8 +381,7 @@ static __always_inline int ew_match_service(const struct ew_settings *s,
 
 		if (i >= s->nservices)
 			break;
-		if (r->proto == pkt->proto && pkt->dport >= r->first &&
-		    pkt->dport <= r->last)
+		if (ew_in_range(r, pkt))
 			return 1;
 	}
 	return 0;
@@ -342,9 +442,6 @@ static __always_inline void ew_decide(const struct ew_settings *s, __u32 slot,
 				      const struct ew_packet *pkt, int need,
 				      int on_link, struct ew_decision *d)
 {
-	/* Not zeroed: each lookup writes every byte of the key it uses. */
-	struct ew_lookup_keys keys;
-
 	if (need != EW_REASON_UNKNOWN && !pkt->forwarded &&
 	    (on_link || ew_link_scope(pkt))) {
 		d->reason = need;
@@ -358,7 +455,7 @@ static __always_inline void ew_decide(const struct ew_settings *s, __u32 slot,
 
 	d->reason = EW_REASON_NO_RULE;
 	if (pkt->has_ports)
-		ew_lookup_policy(s, slot, pkt, &keys, d);
+		ew_lookup_policy(s, slot, pkt, d);
 
 	if (pkt->fragment)
 		ew_remember_fragment(pkt, d);

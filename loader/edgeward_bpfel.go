@@ -13,6 +13,25 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type edgewardEwBucket4 struct {
+	_     structs.HostLayout
+	Addr  [4]uint32
+	Rule  [4]uint32
+	First [4]edgewardEwPortRange
+	More  uint32
+	Pad   uint32
+}
+
+type edgewardEwBucket6 struct {
+	_     structs.HostLayout
+	Hi    [4]uint64
+	Lo    [4]uint64
+	Rule  [4]uint32
+	First [4]edgewardEwPortRange
+	More  uint32
+	Pad   uint32
+}
+
 type edgewardEwCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -171,18 +190,6 @@ type edgewardEwRule struct {
 	Ranges  [16]edgewardEwPortRange
 }
 
-type edgewardEwRule4Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      uint32
-}
-
-type edgewardEwRule6Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      [4]uint32
-}
-
 type edgewardEwSettings struct {
 	_          structs.HostLayout
 	Generation uint32
@@ -194,10 +201,22 @@ type edgewardEwSettings struct {
 	Learning   uint8
 	Nservices  uint8
 	DnsGate    uint8
-	Pad2       [2]uint8
+	Pad        [6]uint8
+	Table4     [2]edgewardEwTableHash
+	Table6     [2]edgewardEwTableHash
+	V6Masks    [40][2]uint64
+	V4Masks    [40]uint32
 	V4Lens     [40]uint8
 	V6Lens     [40]uint8
 	Services   [16]edgewardEwPortRange
+}
+
+type edgewardEwTableHash struct {
+	_     structs.HostLayout
+	Mul   [2]uint64
+	First uint32
+	Shift uint8
+	Pad   [3]uint8
 }
 
 type edgewardEwVerdict uint32
@@ -213,30 +232,31 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	edgewardMapEwActive         = "ew_active"
-	edgewardMapEwCounters       = "ew_counters"
-	edgewardMapEwEventBudgets   = "ew_event_budgets"
-	edgewardMapEwEventLosses    = "ew_event_losses"
-	edgewardMapEwEvents         = "ew_events"
-	edgewardMapEwExplained      = "ew_explained"
-	edgewardMapEwFlows          = "ew_flows"
-	edgewardMapEwFrags          = "ew_frags"
-	edgewardMapEwIfaces         = "ew_ifaces"
-	edgewardMapEwLearnedDests   = "ew_learned_dests"
-	edgewardMapEwPolicySettings = "ew_policy_settings"
-	edgewardMapEwRules4         = "ew_rules4"
-	edgewardMapEwRules6         = "ew_rules6"
-	edgewardProgGuardSockopt    = "guard_sockopt"
-	edgewardProgTcEgressEth     = "tc_egress_eth"
-	edgewardProgTcEgressL3      = "tc_egress_l3"
-	edgewardProgTcEmpty         = "tc_empty"
-	edgewardProgTcIngressL3     = "tc_ingress_l3"
-	edgewardProgXdpEmpty        = "xdp_empty"
-	edgewardProgXdpLan          = "xdp_lan"
-	edgewardProgXdpUplink       = "xdp_uplink"
-	edgewardVarEwExplain        = "ew_explain"
-	edgewardVarEwPageSize       = "ew_page_size"
-	edgewardVarEwPlainPath      = "ew_plain_path"
+	edgewardMapEwCounters     = "ew_counters"
+	edgewardMapEwEventBudgets = "ew_event_budgets"
+	edgewardMapEwEventLosses  = "ew_event_losses"
+	edgewardMapEwEvents       = "ew_events"
+	edgewardMapEwExplained    = "ew_explained"
+	edgewardMapEwFlows        = "ew_flows"
+	edgewardMapEwFrags        = "ew_frags"
+	edgewardMapEwIfaces       = "ew_ifaces"
+	edgewardMapEwLearnedDests = "ew_learned_dests"
+	edgewardMapEwPolicies     = "ew_policies"
+	edgewardMapEwRulesets     = "ew_rulesets"
+	edgewardMapEwSlot         = "ew_slot"
+	edgewardMapEwTable4       = "ew_table4"
+	edgewardMapEwTable6       = "ew_table6"
+	edgewardProgGuardSockopt  = "guard_sockopt"
+	edgewardProgTcEgressEth   = "tc_egress_eth"
+	edgewardProgTcEgressL3    = "tc_egress_l3"
+	edgewardProgTcEmpty       = "tc_empty"
+	edgewardProgTcIngressL3   = "tc_ingress_l3"
+	edgewardProgXdpEmpty      = "xdp_empty"
+	edgewardProgXdpLan        = "xdp_lan"
+	edgewardProgXdpUplink     = "xdp_uplink"
+	edgewardVarEwExplain      = "ew_explain"
+	edgewardVarEwPageSize     = "ew_page_size"
+	edgewardVarEwPlainPath    = "ew_plain_path"
 )
 
 // loadEdgeward returns the embedded CollectionSpec for edgeward.
@@ -295,19 +315,20 @@ type edgewardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type edgewardMapSpecs struct {
-	EwActive         *ebpf.MapSpec `ebpf:"ew_active"`
-	EwCounters       *ebpf.MapSpec `ebpf:"ew_counters"`
-	EwEventBudgets   *ebpf.MapSpec `ebpf:"ew_event_budgets"`
-	EwEventLosses    *ebpf.MapSpec `ebpf:"ew_event_losses"`
-	EwEvents         *ebpf.MapSpec `ebpf:"ew_events"`
-	EwExplained      *ebpf.MapSpec `ebpf:"ew_explained"`
-	EwFlows          *ebpf.MapSpec `ebpf:"ew_flows"`
-	EwFrags          *ebpf.MapSpec `ebpf:"ew_frags"`
-	EwIfaces         *ebpf.MapSpec `ebpf:"ew_ifaces"`
-	EwLearnedDests   *ebpf.MapSpec `ebpf:"ew_learned_dests"`
-	EwPolicySettings *ebpf.MapSpec `ebpf:"ew_policy_settings"`
-	EwRules4         *ebpf.MapSpec `ebpf:"ew_rules4"`
-	EwRules6         *ebpf.MapSpec `ebpf:"ew_rules6"`
+	EwCounters     *ebpf.MapSpec `ebpf:"ew_counters"`
+	EwEventBudgets *ebpf.MapSpec `ebpf:"ew_event_budgets"`
+	EwEventLosses  *ebpf.MapSpec `ebpf:"ew_event_losses"`
+	EwEvents       *ebpf.MapSpec `ebpf:"ew_events"`
+	EwExplained    *ebpf.MapSpec `ebpf:"ew_explained"`
+	EwFlows        *ebpf.MapSpec `ebpf:"ew_flows"`
+	EwFrags        *ebpf.MapSpec `ebpf:"ew_frags"`
+	EwIfaces       *ebpf.MapSpec `ebpf:"ew_ifaces"`
+	EwLearnedDests *ebpf.MapSpec `ebpf:"ew_learned_dests"`
+	EwPolicies     *ebpf.MapSpec `ebpf:"ew_policies"`
+	EwRulesets     *ebpf.MapSpec `ebpf:"ew_rulesets"`
+	EwSlot         *ebpf.MapSpec `ebpf:"ew_slot"`
+	EwTable4       *ebpf.MapSpec `ebpf:"ew_table4"`
+	EwTable6       *ebpf.MapSpec `ebpf:"ew_table6"`
 }
 
 // edgewardVariableSpecs contains global variables before they are loaded into the kernel.
@@ -339,24 +360,24 @@ func (o *edgewardObjects) Close() error {
 //
 // It can be passed to loadEdgewardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type edgewardMaps struct {
-	EwActive         *ebpf.Map `ebpf:"ew_active"`
-	EwCounters       *ebpf.Map `ebpf:"ew_counters"`
-	EwEventBudgets   *ebpf.Map `ebpf:"ew_event_budgets"`
-	EwEventLosses    *ebpf.Map `ebpf:"ew_event_losses"`
-	EwEvents         *ebpf.Map `ebpf:"ew_events"`
-	EwExplained      *ebpf.Map `ebpf:"ew_explained"`
-	EwFlows          *ebpf.Map `ebpf:"ew_flows"`
-	EwFrags          *ebpf.Map `ebpf:"ew_frags"`
-	EwIfaces         *ebpf.Map `ebpf:"ew_ifaces"`
-	EwLearnedDests   *ebpf.Map `ebpf:"ew_learned_dests"`
-	EwPolicySettings *ebpf.Map `ebpf:"ew_policy_settings"`
-	EwRules4         *ebpf.Map `ebpf:"ew_rules4"`
-	EwRules6         *ebpf.Map `ebpf:"ew_rules6"`
+	EwCounters     *ebpf.Map `ebpf:"ew_counters"`
+	EwEventBudgets *ebpf.Map `ebpf:"ew_event_budgets"`
+	EwEventLosses  *ebpf.Map `ebpf:"ew_event_losses"`
+	EwEvents       *ebpf.Map `ebpf:"ew_events"`
+	EwExplained    *ebpf.Map `ebpf:"ew_explained"`
+	EwFlows        *ebpf.Map `ebpf:"ew_flows"`
+	EwFrags        *ebpf.Map `ebpf:"ew_frags"`
+	EwIfaces       *ebpf.Map `ebpf:"ew_ifaces"`
+	EwLearnedDests *ebpf.Map `ebpf:"ew_learned_dests"`
+	EwPolicies     *ebpf.Map `ebpf:"ew_policies"`
+	EwRulesets     *ebpf.Map `ebpf:"ew_rulesets"`
+	EwSlot         *ebpf.Map `ebpf:"ew_slot"`
+	EwTable4       *ebpf.Map `ebpf:"ew_table4"`
+	EwTable6       *ebpf.Map `ebpf:"ew_table6"`
 }
 
 func (m *edgewardMaps) Close() error {
 	return _EdgewardClose(
-		m.EwActive,
 		m.EwCounters,
 		m.EwEventBudgets,
 		m.EwEventLosses,
@@ -366,9 +387,11 @@ func (m *edgewardMaps) Close() error {
 		m.EwFrags,
 		m.EwIfaces,
 		m.EwLearnedDests,
-		m.EwPolicySettings,
-		m.EwRules4,
-		m.EwRules6,
+		m.EwPolicies,
+		m.EwRulesets,
+		m.EwSlot,
+		m.EwTable4,
+		m.EwTable6,
 	)
 }
 

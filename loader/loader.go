@@ -58,17 +58,18 @@ type objects struct {
 	Budgets      *ebpf.Map     `ebpf:"ew_event_budgets"`
 	Learned      *ebpf.Map     `ebpf:"ew_learned_dests"`
 	Frags        *ebpf.Map     `ebpf:"ew_frags"`
-	Active       *ebpf.Map     `ebpf:"ew_active"`
-	Settings     *ebpf.Map     `ebpf:"ew_policy_settings"`
-	Rules4       *ebpf.Map     `ebpf:"ew_rules4"`
-	Rules6       *ebpf.Map     `ebpf:"ew_rules6"`
+	Slot         *ebpf.Map     `ebpf:"ew_slot"`
+	Policies     *ebpf.Map     `ebpf:"ew_policies"`
+	Table4       *ebpf.Map     `ebpf:"ew_table4"`
+	Table6       *ebpf.Map     `ebpf:"ew_table6"`
+	Rulesets     *ebpf.Map     `ebpf:"ew_rulesets"`
 }
 
 func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
 		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN, o.GuardSockopt,
 		o.Counters, o.Ifaces, o.Flows, o.Frags, o.Events, o.Losses, o.Budgets, o.Learned,
-		o.Active, o.Settings, o.Rules4, o.Rules6,
+		o.Slot, o.Policies, o.Table4, o.Table6, o.Rulesets,
 	} {
 		if c != nil {
 			c.Close()
@@ -80,8 +81,15 @@ func (o *objects) close() {
 var pinnedMaps = []string{
 	"ew_counters", "ew_frags", "ew_flows", "ew_ifaces",
 	"ew_events", "ew_event_losses", "ew_event_budgets", "ew_learned_dests",
-	"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6",
+	"ew_slot", "ew_policies", "ew_table4", "ew_table6", "ew_rulesets",
 }
+
+// retiredMaps are pins of maps that earlier versions used and this one
+// does not: the kernel hash maps that held the policy before the tables
+// of bpf/maps.h. Open removes them; programs of an earlier version that
+// are still attached keep using those maps until their links move to this
+// version's programs, so an upgrade needs no unload and has no gap.
+var retiredMaps = []string{"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6"}
 
 // pinLayout names the places under the pin directory. guard holds the
 // socket guard's cgroup links, apart from the interface links in links.
@@ -138,8 +146,23 @@ func Open(opts Options) (*Loader, error) {
 		l.objs.close()
 		return nil, err
 	}
+	if err := removeRetiredPins(pins); err != nil {
+		l.objs.close()
+		return nil, err
+	}
 	l.pruneLinkPins()
 	return l, nil
+}
+
+// removeRetiredPins removes the pins of retiredMaps.
+func removeRetiredPins(p pinLayout) error {
+	for _, name := range retiredMaps {
+		path := filepath.Join(p.maps, name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove the pin of retired map %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // preparePinDir checks that the pin directory is (or will be) on a bpffs,

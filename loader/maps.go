@@ -21,26 +21,25 @@ import (
 // every program that started before has finished. When an error is
 // returned, the active policy is unchanged.
 func (l *Loader) ApplyPolicy(p *Policy) error {
-	active, err := readActiveSlot(l.objs.Active)
+	active, err := readActiveSlot(l.objs.Slot)
 	if err != nil {
 		return err
 	}
 	next := 1 - active
 
-	inner4, inner6, err := l.newRuleMaps(p)
+	inner, err := l.newPolicyMaps(p)
 	if err != nil {
 		return err
 	}
-	defer inner4.Close()
-	defer inner6.Close()
+	defer inner.close()
 
-	if err := settle(l.objs.Rules4, next); err != nil {
+	if err := settle(l.objs.Table4, next); err != nil {
 		return err
 	}
-	if err := l.writeSlot(next, p, inner4, inner6); err != nil {
+	if err := l.writeSlot(next, p, inner); err != nil {
 		return err
 	}
-	if err := l.objs.Active.Put(uint32(0), next); err != nil {
+	if err := l.objs.Slot.Put(uint32(0), next); err != nil {
 		return fmt.Errorf("switch to policy generation %d: %w", p.Generation, err)
 	}
 	return nil
@@ -95,65 +94,87 @@ func waitForPrograms() error {
 	return outer.Put(uint32(0), inner)
 }
 
+// policyMaps are the inner maps of one policy.
+type policyMaps struct {
+	table4, table6, rulesets *ebpf.Map
+}
+
+func (m policyMaps) close() {
+	for _, inner := range []*ebpf.Map{m.table4, m.table6, m.rulesets} {
+		if inner != nil {
+			inner.Close()
+		}
+	}
+}
+
 // writeSlot stores the maps and settings of p in slot.
-func (l *Loader) writeSlot(slot uint32, p *Policy, inner4, inner6 *ebpf.Map) error {
-	if err := l.objs.Rules4.Put(slot, inner4); err != nil {
-		return fmt.Errorf("store IPv4 entries: %w", err)
+func (l *Loader) writeSlot(slot uint32, p *Policy, inner policyMaps) error {
+	if err := l.objs.Table4.Put(slot, inner.table4); err != nil {
+		return fmt.Errorf("store IPv4 table: %w", err)
 	}
-	if err := l.objs.Rules6.Put(slot, inner6); err != nil {
-		return fmt.Errorf("store IPv6 entries: %w", err)
+	if err := l.objs.Table6.Put(slot, inner.table6); err != nil {
+		return fmt.Errorf("store IPv6 table: %w", err)
 	}
-	if err := l.objs.Settings.Put(slot, &p.settings); err != nil {
+	if err := l.objs.Rulesets.Put(slot, inner.rulesets); err != nil {
+		return fmt.Errorf("store port ranges: %w", err)
+	}
+	if err := l.objs.Policies.Put(slot, &p.settings); err != nil {
 		return fmt.Errorf("store policy settings: %w", err)
 	}
 	return nil
 }
 
-// newRuleMaps creates and fills the IPv4 and IPv6 maps of one policy.
-func (l *Loader) newRuleMaps(p *Policy) (*ebpf.Map, *ebpf.Map, error) {
-	inner4, err := newRuleMap(l.spec.Maps["ew_rules4"], p.keys4, p.rules4)
-	if err != nil {
-		return nil, nil, fmt.Errorf("write IPv4 entries of generation %d: %w", p.Generation, err)
+// newPolicyMaps creates and fills the inner maps of one policy.
+func (l *Loader) newPolicyMaps(p *Policy) (policyMaps, error) {
+	var m policyMaps
+	var err error
+	if m.table4, err = newArray(l.spec.Maps["ew_table4"], p.table4); err != nil {
+		return m, fmt.Errorf("write IPv4 table of generation %d: %w", p.Generation, err)
 	}
-	inner6, err := newRuleMap(l.spec.Maps["ew_rules6"], p.keys6, p.rules6)
-	if err != nil {
-		inner4.Close()
-		return nil, nil, fmt.Errorf("write IPv6 entries of generation %d: %w", p.Generation, err)
+	if m.table6, err = newArray(l.spec.Maps["ew_table6"], p.table6); err != nil {
+		m.close()
+		return policyMaps{}, fmt.Errorf("write IPv6 table of generation %d: %w", p.Generation, err)
 	}
-	return inner4, inner6, nil
-}
-
-// newRuleMap creates an inner map of outer's type sized for the entries
-// (at least one: the kernel has no empty hash maps) and fills it.
-func newRuleMap[K any](outer *ebpf.MapSpec, keys []K, rules []edgewardEwRule) (*ebpf.Map, error) {
-	if len(keys) > MaxRules {
-		return nil, fmt.Errorf("%w: %d entries, at most %d", ErrPolicyTooLarge, len(keys), MaxRules)
-	}
-
-	spec := outer.InnerMap.Copy()
-	spec.MaxEntries = uint32(max(len(keys), 1))
-	m, err := ebpf.NewMap(spec)
-	if err != nil {
-		return nil, fmt.Errorf("create map for %d entries: %w", len(keys), err)
-	}
-	if err := fill(m, keys, rules); err != nil {
-		m.Close()
-		return nil, err
+	if m.rulesets, err = newArray(l.spec.Maps["ew_rulesets"], p.rulesets); err != nil {
+		m.close()
+		return policyMaps{}, fmt.Errorf("write port ranges of generation %d: %w", p.Generation, err)
 	}
 	return m, nil
 }
 
-// fill writes the entries, in batches where the kernel can.
-func fill[K any](m *ebpf.Map, keys []K, rules []edgewardEwRule) error {
-	if len(keys) == 0 {
-		return nil
+// newArray creates an inner array map of outer's type holding values (at
+// least one element: the kernel has no empty arrays).
+func newArray[V any](outer *ebpf.MapSpec, values []V) (*ebpf.Map, error) {
+	spec := outer.InnerMap.Copy()
+	spec.MaxEntries = uint32(max(len(values), 1))
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, fmt.Errorf("create map of %d elements: %w", spec.MaxEntries, err)
 	}
-	_, err := m.BatchUpdate(keys, rules, nil)
-	if err == nil || !errors.Is(err, ebpf.ErrNotSupported) {
-		return err
+	if len(values) == 0 {
+		return m, nil
 	}
+	keys := make([]uint32, len(values))
 	for i := range keys {
-		if err := m.Put(&keys[i], &rules[i]); err != nil {
+		keys[i] = uint32(i)
+	}
+	if _, err := m.BatchUpdate(keys, values, nil); err != nil {
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			m.Close()
+			return nil, err
+		}
+		if err := putEach(m, keys, values); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// putEach writes values one by one, where the kernel has no batch update.
+func putEach[V any](m *ebpf.Map, keys []uint32, values []V) error {
+	for i := range keys {
+		if err := m.Put(&keys[i], &values[i]); err != nil {
 			return err
 		}
 	}
@@ -198,14 +219,14 @@ func OpenPinned(pinPath string) (*Maps, error) {
 	dir := newPinLayout(pinPath).maps
 	m := &Maps{owned: true}
 	for name, dst := range map[string]**ebpf.Map{
-		"ew_counters":        &m.counters,
-		"ew_active":          &m.active,
-		"ew_policy_settings": &m.settings,
-		"ew_event_losses":    &m.losses,
-		"ew_flows":           &m.flows,
-		"ew_frags":           &m.frags,
-		"ew_learned_dests":   &m.learned,
-		"ew_ifaces":          &m.ifaces,
+		"ew_counters":      &m.counters,
+		"ew_slot":          &m.active,
+		"ew_policies":      &m.settings,
+		"ew_event_losses":  &m.losses,
+		"ew_flows":         &m.flows,
+		"ew_frags":         &m.frags,
+		"ew_learned_dests": &m.learned,
+		"ew_ifaces":        &m.ifaces,
 	} {
 		pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -221,7 +242,7 @@ func OpenPinned(pinPath string) (*Maps, error) {
 // file descriptors; its Close does nothing.
 func (l *Loader) Maps() *Maps {
 	return &Maps{
-		counters: l.objs.Counters, active: l.objs.Active, settings: l.objs.Settings, losses: l.objs.Losses,
+		counters: l.objs.Counters, active: l.objs.Slot, settings: l.objs.Policies, losses: l.objs.Losses,
 		flows: l.objs.Flows, frags: l.objs.Frags, learned: l.objs.Learned, ifaces: l.objs.Ifaces,
 	}
 }

@@ -1,9 +1,15 @@
 package loader
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/edgeward/edgeward/config"
+	"github.com/edgeward/edgeward/internal/testenv"
 )
 
 // TestActivePolicyEntriesPerFamily: the settings of the active policy give
@@ -24,13 +30,50 @@ func TestActivePolicyEntriesPerFamily(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("active policy: ok %v, err %v", ok, err)
 	}
-	if got.Entries4 != len(p.keys4) || got.Entries6 != len(p.keys6) {
-		t.Errorf("entries per family %d/%d, want %d/%d", got.Entries4, got.Entries6, len(p.keys4), len(p.keys6))
+	if got.Entries4 != len(p.entries4) || got.Entries6 != len(p.entries6) {
+		t.Errorf("entries per family %d/%d, want %d/%d", got.Entries4, got.Entries6, len(p.entries4), len(p.entries6))
 	}
 	if got.Entries4 == 0 || got.Entries6 == 0 {
 		t.Errorf("test policy has entries of both families, got %d/%d", got.Entries4, got.Entries6)
 	}
 	if got.Entries != got.Entries4+got.Entries6 {
 		t.Errorf("entries %d, want the sum %d", got.Entries, got.Entries4+got.Entries6)
+	}
+}
+
+// TestOpenRetiresEarlierPolicyMaps: pins of the maps that held the policy
+// before the tables (as a version before them left them) do not stop Open,
+// which removes them and leaves the maps both versions share in place.
+func TestOpenRetiresEarlierPolicyMaps(t *testing.T) {
+	root := testenv.BPFFS(t) + "/edgeward"
+	pins := newPinLayout(root)
+	if err := os.MkdirAll(pins.maps, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range retiredMaps {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Pin(filepath.Join(pins.maps, name)); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+	}
+
+	l, err := Open(Options{PinPath: root})
+	if err != nil {
+		t.Fatalf("open over an earlier version's pins: %v", err)
+	}
+	defer l.Close()
+	for _, name := range retiredMaps {
+		if _, err := os.Stat(filepath.Join(pins.maps, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pin of retired map %s: %v, want it gone", name, err)
+		}
+	}
+	for _, name := range pinnedMaps {
+		if _, err := os.Stat(filepath.Join(pins.maps, name)); err != nil {
+			t.Errorf("pin of %s: %v", name, err)
+		}
 	}
 }

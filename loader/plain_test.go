@@ -185,10 +185,28 @@ type egressPacket struct {
 	flags        byte
 	mark         uint32
 	fragment     bool
+	shape        packetShape
 }
 
+// packetShape is how a packet's headers are laid out: the plain path
+// reads only shapePlain, and must leave every other shape to the full
+// parser whole.
+type packetShape int
+
+const (
+	shapePlain        packetShape = iota
+	shapeVLAN                     // behind an 802.1Q tag (Ethernet only)
+	shapeOptions                  // IPv4 options, or an IPv6 hop-by-hop header
+	shapeTruncated                // the transport header cut short
+	shapeShortTCP                 // a TCP data offset of four words
+	shapeWrongVersion             // an IPv4 ethertype on an IPv6 header, or the reverse (Ethernet only)
+	shapeBadNibble                // a version field that is neither 4 nor 6
+	numShapes
+)
+
 func (p egressPacket) String() string {
-	return fmt.Sprintf("%s proto %d %d->%d flags %#x mark %#x fragment %v", p.dst, p.proto, p.sport, p.dport, p.flags, p.mark, p.fragment)
+	return fmt.Sprintf("%s proto %d %d->%d flags %#x mark %#x fragment %v shape %d",
+		p.dst, p.proto, p.sport, p.dport, p.flags, p.mark, p.fragment, p.shape)
 }
 
 // randomEgressPacket draws destinations, ports and flags from the values
@@ -210,6 +228,9 @@ func randomEgressPacket(rng *rand.Rand) egressPacket {
 		mark:     []uint32{0, GuardMark, GuardMark + 1}[rng.IntN(3)],
 		fragment: rng.IntN(8) == 0,
 	}
+	if rng.IntN(2) == 0 {
+		p.shape = packetShape(rng.IntN(int(numShapes)))
+	}
 	if p.dst == learnedExpired4 && rng.IntN(2) == 0 { // the flow that outlives its entry
 		p.proto, p.sport, p.dport, p.fragment = pkt.ProtoTCP, expiredFlowSport, expiredFlowDport, false
 	}
@@ -228,23 +249,47 @@ func (p egressPacket) bytes(l3 bool) []byte {
 	var l4 []byte
 	if p.proto == pkt.ProtoTCP {
 		l4 = tcpFlags(p.sport, p.dport, p.flags)
+		if p.shape == shapeShortTCP {
+			l4[12] = 4 << 4
+		}
 	} else {
 		l4 = pkt.UDP(p.sport, p.dport, nil)
+	}
+	if p.shape == shapeTruncated {
+		l4 = l4[:4]
 	}
 
 	var ip []byte
 	etherType := uint16(pkt.EtherIPv4)
+	options := pkt.IPv4Options{}
+	if p.shape == shapeOptions {
+		options.Options = []byte{1, 1, 1, 0}
+	}
 	switch {
+	case p.dst.Is6() && p.shape == shapeOptions:
+		ip, etherType = pkt.IPv6(gw6, p.dst, pkt.ProtoHopOpts, pkt.ExtHeader(p.proto, 0, l4)), pkt.EtherIPv6
 	case p.dst.Is6():
 		ip, etherType = pkt.IPv6(gw6, p.dst, p.proto, l4), pkt.EtherIPv6
 	case p.fragment:
-		first := pkt.IPv4Options{ID: uint16(p.sport), MoreFrags: true}
-		ip = pkt.IPv4(gw4, p.dst, p.proto, first, l4)
+		options.ID, options.MoreFrags = uint16(p.sport), true
+		ip = pkt.IPv4(gw4, p.dst, p.proto, options, l4)
 	default:
-		ip = pkt.IPv4(gw4, p.dst, p.proto, pkt.IPv4Options{}, l4)
+		ip = pkt.IPv4(gw4, p.dst, p.proto, options, l4)
+	}
+	if p.shape == shapeBadNibble {
+		ip[0] = ip[0]&0x0f | 0x50
 	}
 	if l3 {
 		return ip
+	}
+	switch p.shape {
+	case shapeVLAN:
+		return pkt.Ether(pkt.Ether8021Q, pkt.VLAN(5, etherType, ip))
+	case shapeWrongVersion:
+		// BPF_PROG_TEST_RUN wants a whole IPv6 header behind an IPv6
+		// ethertype: pad short IPv4 packets.
+		etherType ^= pkt.EtherIPv4 ^ pkt.EtherIPv6
+		ip = append(ip, make([]byte, 40)...)
 	}
 	return pkt.Ether(etherType, ip)
 }

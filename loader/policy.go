@@ -45,21 +45,24 @@ type Policy struct {
 	Endpoints []string
 
 	settings edgewardEwSettings
-	keys4    []edgewardEwRule4Key
-	rules4   []edgewardEwRule
-	keys6    []edgewardEwRule6Key
-	rules6   []edgewardEwRule
+	// entries4 and entries6 are the prefixes, table4 and table6 the
+	// tables that hold them, rulesets the port ranges they grant.
+	entries4, entries6 []tableEntry
+	table4             []edgewardEwBucket4
+	table6             []edgewardEwBucket6
+	rulesets           []edgewardEwRule
 }
 
-// Entries returns the number of map entries the policy uses.
+// Entries returns the number of prefixes the policy holds.
 func (p *Policy) Entries() int {
-	return len(p.keys4) + len(p.keys6)
+	return len(p.entries4) + len(p.entries6)
 }
 
 // grant is one port range an endpoint grants on a prefix.
 type grant = edgewardEwPortRange
 
-// Compile turns the endpoints and the proxy of cfg into policy map entries.
+// Compile turns the endpoints and the proxy of cfg into the policy's
+// tables.
 //
 // Each configured prefix becomes one entry whose port ranges are those of
 // every configured prefix containing it, so that the kernel's longest-prefix
@@ -94,6 +97,13 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	}
 	p.settings.V4Nlens = uint8(copy(p.settings.V4Lens[:], lens[familyIPv4]))
 	p.settings.V6Nlens = uint8(copy(p.settings.V6Lens[:], lens[familyIPv6]))
+	for i, bits := range lens[familyIPv4] {
+		p.settings.V4Masks[i] = uint32(prefixMask(bits, true).hi)
+	}
+	for i, bits := range lens[familyIPv6] {
+		m := prefixMask(bits, false)
+		p.settings.V6Masks[i] = [2]uint64{m.hi, m.lo}
+	}
 
 	services := dedupGrants(serviceGrants(cfg))
 	if len(services) > MaxPortRanges {
@@ -102,19 +112,26 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	}
 	p.settings.Nservices = uint8(copy(p.settings.Services[:], services))
 
+	var rulesets rulesetIndex
 	for _, prefix := range sortedPrefixes(grants) {
 		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
 		if err != nil {
 			return nil, err
 		}
-		p.add(prefix, rule)
+		ruleset, err := rulesets.of(rule)
+		if err != nil {
+			return nil, err
+		}
+		p.add(prefix, ruleset, rule)
 	}
-	if len(p.keys4) > MaxRules || len(p.keys6) > MaxRules {
+	if len(p.entries4) > MaxRules || len(p.entries6) > MaxRules {
 		return nil, fmt.Errorf("%w: %d IPv4 and %d IPv6 prefixes, at most %d each",
-			ErrPolicyTooLarge, len(p.keys4), len(p.keys6), MaxRules)
+			ErrPolicyTooLarge, len(p.entries4), len(p.entries6), MaxRules)
 	}
-	p.settings.Entries4 = uint32(len(p.keys4))
-	p.settings.Entries6 = uint32(len(p.keys6))
+	p.rulesets = rulesets.list
+	if err := p.buildTables(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -252,17 +269,34 @@ func family(p netip.Prefix) uint8 {
 	return familyIPv6
 }
 
-// add appends the entry of a masked prefix. Addresses are stored in
-// network byte order, as the program reads them from the packet.
-func (p *Policy) add(prefix netip.Prefix, rule edgewardEwRule) {
-	words := addrWords(prefix.Addr())
+// add appends the entry of a masked prefix that grants rule, numbered
+// ruleset.
+func (p *Policy) add(prefix netip.Prefix, ruleset uint32, rule edgewardEwRule) {
+	e := newTableEntry(prefix, ruleset, rule)
 	if prefix.Addr().Is4() {
-		p.keys4 = append(p.keys4, edgewardEwRule4Key{Prefixlen: uint32(prefix.Bits()), Addr: words[0]})
-		p.rules4 = append(p.rules4, rule)
+		p.entries4 = append(p.entries4, e)
 		return
 	}
-	p.keys6 = append(p.keys6, edgewardEwRule6Key{Prefixlen: uint32(prefix.Bits()), Addr: words})
-	p.rules6 = append(p.rules6, rule)
+	p.entries6 = append(p.entries6, e)
+}
+
+// buildTables lays out both families' tables and records their hashes and
+// sizes in the settings.
+func (p *Policy) buildTables() error {
+	l4, err := buildLayout(p.entries4)
+	if err != nil {
+		return fmt.Errorf("IPv4 table: %w", err)
+	}
+	l6, err := buildLayout(p.entries6)
+	if err != nil {
+		return fmt.Errorf("IPv6 table: %w", err)
+	}
+	p.table4, p.table6 = l4.buckets4(), l6.buckets6()
+	p.settings.Table4 = [2]hashing{l4.home, l4.stash}
+	p.settings.Table6 = [2]hashing{l6.home, l6.stash}
+	p.settings.Entries4 = uint32(len(p.entries4))
+	p.settings.Entries6 = uint32(len(p.entries6))
+	return nil
 }
 
 // addrWords lays an address out as the program sees it: IPv4 in word 0,

@@ -28,8 +28,8 @@ func (m *Maps) Usage() ([]MapUsage, error) {
 		return nil, err
 	}
 	out := []MapUsage{
-		{Map: "ew_rules4", Entries: p.Entries4, Capacity: MaxRules},
-		{Map: "ew_rules6", Entries: p.Entries6, Capacity: MaxRules},
+		{Map: "ew_table4", Entries: p.Entries4, Capacity: MaxRules},
+		{Map: "ew_table6", Entries: p.Entries6, Capacity: MaxRules},
 	}
 
 	for _, h := range []struct {

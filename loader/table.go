@@ -1,0 +1,268 @@
+package loader
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"net/netip"
+)
+
+// The policy tables of bpf/maps.h (ew_table4, ew_table6): arrays of
+// buckets with room for bucketSlots prefixes each. A prefix lives in its
+// home bucket (a multiply-shift hash of its masked address) or, when that
+// is full, in a bucket of the stash after the home buckets (a second
+// hash); a full home bucket has "more" set, so that a lookup goes on to
+// the stash only then.
+const (
+	bucketSlots  = 4       // EW_BUCKET_SLOTS
+	ruleLenShift = 24      // EW_RULE_LEN_SHIFT
+	ruleMore     = 1 << 23 // EW_RULE_MORE_RANGES
+	maxRulesets  = 1 << 23 // EW_RULE_MORE_RANGES: the ruleset index is below it
+	// stashRoom is how many stash buckets there are per prefix that its
+	// home bucket could not take (rounded up to a power of two).
+	stashRoom    = 4
+	layoutTries  = 16       // pairs of multipliers tried per table size
+	layoutGrowth = 2        // doublings of the home buckets tried beyond the first size
+	hashSeed     = 0x4577ab // first state of the multipliers' generator
+)
+
+// tableEntry is one prefix of a table: its masked address as the program
+// compares it (IPv4: hi alone, the four bytes as a native-order word;
+// IPv6: bytes 0-7 in hi, 8-15 in lo, each as a native-order 64-bit word,
+// as ew_find6 reads them), its length, its ruleset and the ruleset's first
+// range.
+type tableEntry struct {
+	hi, lo     uint64
+	bits       uint8
+	ruleset    uint32
+	first      grant
+	moreRanges bool
+}
+
+// newTableEntry lays out a masked prefix for its table; rule is the
+// ruleset numbered ruleset.
+func newTableEntry(prefix netip.Prefix, ruleset uint32, rule edgewardEwRule) tableEntry {
+	e := tableEntry{
+		bits:       uint8(prefix.Bits()),
+		ruleset:    ruleset,
+		first:      rule.Ranges[0],
+		moreRanges: rule.Nranges > 1,
+	}
+	if prefix.Addr().Is4() {
+		b := prefix.Addr().As4()
+		e.hi = uint64(binary.NativeEndian.Uint32(b[:]))
+		return e
+	}
+	b := prefix.Addr().As16()
+	e.hi = binary.NativeEndian.Uint64(b[:8])
+	e.lo = binary.NativeEndian.Uint64(b[8:])
+	return e
+}
+
+// sameKey tells whether two entries are the same prefix.
+func (e tableEntry) sameKey(o tableEntry) bool {
+	return e.hi == o.hi && e.lo == o.lo && e.bits == o.bits
+}
+
+// ruleWord is a slot's rule word: length + 1 above the ruleset index, so
+// that no entry's word is 0, the mark of a free slot.
+func (e tableEntry) ruleWord() uint32 {
+	w := (uint32(e.bits)+1)<<ruleLenShift | e.ruleset
+	if e.moreRanges {
+		w |= ruleMore
+	}
+	return w
+}
+
+// hashing is one hash of a table, as ew_bucket4 and ew_bucket6 compute it:
+// bucket = first + (hi*mul[0] + lo*mul[1]) >> shift (IPv4 has lo 0).
+type hashing = edgewardEwTableHash
+
+func bucketOf(h hashing, e tableEntry) int {
+	return int(h.First) + int(uint32((e.hi*h.Mul[0]+e.lo*h.Mul[1])>>h.Shift))
+}
+
+// layout is a table filled: entries per bucket, the more flags, and the
+// home and stash hashes.
+type layout struct {
+	home, stash hashing
+	buckets     [][]tableEntry
+	more        []bool
+}
+
+// layOut places entries in 2^homeBits home buckets and 2^stashBits stash
+// buckets under the given multipliers. It returns false when a prefix
+// finds no room in its home bucket nor in its stash bucket.
+func layOut(entries []tableEntry, homeBits, stashBits int, mul [2][2]uint64) (layout, bool) {
+	homes, stashes := 1<<homeBits, 1<<stashBits
+	l := layout{
+		home:    hashing{Mul: mul[0], Shift: uint8(64 - homeBits)},
+		stash:   hashing{Mul: mul[1], Shift: uint8(64 - stashBits), First: uint32(homes)},
+		buckets: make([][]tableEntry, homes+stashes),
+		more:    make([]bool, homes+stashes),
+	}
+	for _, e := range entries {
+		if !l.place(e) {
+			return l, false
+		}
+	}
+	return l, true
+}
+
+func (l *layout) place(e tableEntry) bool {
+	b := bucketOf(l.home, e)
+	if len(l.buckets[b]) < bucketSlots {
+		l.buckets[b] = append(l.buckets[b], e)
+		return true
+	}
+	l.more[b] = true
+	s := bucketOf(l.stash, e)
+	if len(l.buckets[s]) < bucketSlots {
+		l.buckets[s] = append(l.buckets[s], e)
+		return true
+	}
+	return false
+}
+
+// find looks an entry up as the program does; tests use it.
+func (l layout) find(key tableEntry) (tableEntry, bool) {
+	b := bucketOf(l.home, key)
+	for _, e := range l.buckets[b] {
+		if e.sameKey(key) {
+			return e, true
+		}
+	}
+	if !l.more[b] {
+		return tableEntry{}, false
+	}
+	for _, e := range l.buckets[bucketOf(l.stash, key)] {
+		if e.sameKey(key) {
+			return e, true
+		}
+	}
+	return tableEntry{}, false
+}
+
+// overflow counts the entries that a home hash leaves without room in
+// their home buckets.
+func overflow(entries []tableEntry, h hashing, homes int) int {
+	load := make([]uint8, homes)
+	n := 0
+	for _, e := range entries {
+		b := bucketOf(h, e)
+		if load[b] == bucketSlots {
+			n++
+			continue
+		}
+		load[b]++
+	}
+	return n
+}
+
+// buildLayout finds hashes under which every prefix fits: at least as
+// many home buckets as prefixes, stashRoom stash buckets per prefix left
+// over, and, if layoutTries pairs of multipliers all fail, twice as many
+// home buckets, up to layoutGrowth times. Multipliers come from a fixed
+// sequence, so the same policy always gets the same table.
+func buildLayout(entries []tableEntry) (layout, error) {
+	minBits := max(1, bits.Len(uint(max(len(entries)-1, 0))))
+	gen := splitmix{state: hashSeed}
+	for homeBits := minBits; homeBits <= minBits+layoutGrowth; homeBits++ {
+		for range layoutTries {
+			mul := [2][2]uint64{{gen.odd(), gen.odd()}, {gen.odd(), gen.odd()}}
+			home := hashing{Mul: mul[0], Shift: uint8(64 - homeBits)}
+			left := overflow(entries, home, 1<<homeBits)
+			stashBits := max(1, bits.Len(uint(stashRoom*left-1)))
+			if l, ok := layOut(entries, homeBits, stashBits, mul); ok {
+				return l, nil
+			}
+		}
+	}
+	return layout{}, fmt.Errorf("%w: found no hash that fits %d prefixes into their tables", ErrPolicyTooLarge, len(entries))
+}
+
+// splitmix is the SplitMix64 generator: well-mixed 64-bit values from a
+// counter.
+type splitmix struct{ state uint64 }
+
+func (g *splitmix) next() uint64 {
+	g.state += 0x9e3779b97f4a7c15
+	z := g.state
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// odd returns a multiplier: multiply-shift hashing needs an odd one.
+func (g *splitmix) odd() uint64 { return g.next() | 1 }
+
+// buckets4 turns a layout of IPv4 prefixes into ew_table4's values.
+func (l layout) buckets4() []edgewardEwBucket4 {
+	out := make([]edgewardEwBucket4, len(l.buckets))
+	for i, entries := range l.buckets {
+		for j, e := range entries {
+			out[i].Addr[j] = uint32(e.hi)
+			out[i].Rule[j] = e.ruleWord()
+			out[i].First[j] = e.first
+		}
+		if l.more[i] {
+			out[i].More = 1
+		}
+	}
+	return out
+}
+
+// buckets6 turns a layout of IPv6 prefixes into ew_table6's values.
+func (l layout) buckets6() []edgewardEwBucket6 {
+	out := make([]edgewardEwBucket6, len(l.buckets))
+	for i, entries := range l.buckets {
+		for j, e := range entries {
+			out[i].Hi[j], out[i].Lo[j] = e.hi, e.lo
+			out[i].Rule[j] = e.ruleWord()
+			out[i].First[j] = e.first
+		}
+		if l.more[i] {
+			out[i].More = 1
+		}
+	}
+	return out
+}
+
+// prefixMask is the mask of a prefix length laid out as newTableEntry lays
+// out addresses.
+func prefixMask(bits uint8, is4 bool) tableEntry {
+	addr := netip.IPv6Unspecified()
+	if is4 {
+		addr = netip.IPv4Unspecified()
+	}
+	ones := addr.AsSlice()
+	for i := range ones {
+		ones[i] = 0xff
+	}
+	full, _ := netip.AddrFromSlice(ones)
+	masked, _ := full.Prefix(int(bits))
+	return newTableEntry(netip.PrefixFrom(masked.Addr(), int(bits)), 0, edgewardEwRule{})
+}
+
+// rulesetIndex numbers distinct rulesets: prefixes that grant the same
+// ranges share one entry of ew_rulesets.
+type rulesetIndex struct {
+	index map[edgewardEwRule]uint32
+	list  []edgewardEwRule
+}
+
+func (r *rulesetIndex) of(rule edgewardEwRule) (uint32, error) {
+	if i, ok := r.index[rule]; ok {
+		return i, nil
+	}
+	if len(r.list) >= maxRulesets {
+		return 0, fmt.Errorf("%w: more than %d distinct sets of port ranges", ErrPolicyTooLarge, maxRulesets)
+	}
+	if r.index == nil {
+		r.index = map[edgewardEwRule]uint32{}
+	}
+	i := uint32(len(r.list))
+	r.index[rule] = i
+	r.list = append(r.list, rule)
+	return i, nil
+}
