@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -75,5 +76,25 @@ func TestOpenRetiresEarlierPolicyMaps(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(pins.maps, name)); err != nil {
 			t.Errorf("pin of %s: %v", name, err)
 		}
+	}
+}
+
+// TestCompileRefusesMoreEndpointsThanIndices: endpoint numbers are 16 bits
+// and the top two name the proxy and the gateway's services, so a policy
+// with more endpoints than that is refused rather than misattributed.
+func TestCompileRefusesMoreEndpointsThanIndices(t *testing.T) {
+	cfg := &config.Config{Mode: config.ModeEnforce}
+	for i := range MaxEndpoints + 1 {
+		cfg.Endpoints = append(cfg.Endpoints, config.Endpoint{
+			Name:  "e",
+			To:    []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)},
+			Ports: []config.PortRange{{Proto: config.ProtoTCP, First: 443, Last: 443}},
+		})
+	}
+	if _, err := Compile(cfg, 1); !errors.Is(err, ErrPolicyTooLarge) {
+		t.Fatalf("%d endpoints: got %v, want ErrPolicyTooLarge", len(cfg.Endpoints), err)
+	}
+	if _, err := Compile(&config.Config{Endpoints: cfg.Endpoints[:MaxEndpoints]}, 1); err != nil {
+		t.Fatalf("%d endpoints: %v", MaxEndpoints, err)
 	}
 }

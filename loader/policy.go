@@ -14,7 +14,10 @@ import (
 // Limits of one policy, from bpf/maps.h.
 const (
 	// MaxRules is the most entries a policy may have per address family.
-	MaxRules        = 262144
+	MaxRules = 262144
+	// MaxEndpoints is the most endpoints a policy may name: their indices
+	// must stay below serviceEndpoint and proxyEndpoint.
+	MaxEndpoints    = serviceEndpoint
 	MaxPortRanges   = 16
 	MaxPrefixLens   = 40
 	proxyEndpoint   = 0xffff
@@ -69,8 +72,13 @@ type grant = edgewardEwPortRange
 // match alone decides. It fails with ErrPolicyTooLarge when an entry would
 // need more than MaxPortRanges ranges, an address family more than
 // MaxPrefixLens distinct prefix lengths, or the policy more than MaxRules
-// entries.
+// entries or MaxEndpoints endpoints, and when no hash it tries fits a family's prefixes into their
+// table (buildLayout).
 func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
+	if len(cfg.Endpoints) > MaxEndpoints {
+		return nil, fmt.Errorf("%w: %d endpoints, at most %d (the kernel names an endpoint by a 16-bit index)",
+			ErrPolicyTooLarge, len(cfg.Endpoints), MaxEndpoints)
+	}
 	grants := collectGrants(cfg)
 
 	p := &Policy{Generation: generation, Mode: cfg.Mode}

@@ -172,7 +172,7 @@ func buildLayout(entries []tableEntry) (layout, error) {
 			mul := [2][2]uint64{{gen.odd(), gen.odd()}, {gen.odd(), gen.odd()}}
 			home := hashing{Mul: mul[0], Shift: uint8(64 - homeBits)}
 			left := overflow(entries, home, 1<<homeBits)
-			stashBits := max(1, bits.Len(uint(stashRoom*left-1)))
+			stashBits := max(1, bits.Len(uint(max(stashRoom*left, 1)-1)))
 			if l, ok := layOut(entries, homeBits, stashBits, mul); ok {
 				return l, nil
 			}

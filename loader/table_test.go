@@ -439,3 +439,18 @@ func (j testJudge) egress(t *testing.T, dst netip.AddrPort) *Explanation {
 	}
 	return x
 }
+
+// TestLayoutWithoutOverflowHasAStash: even when every prefix fits at home,
+// the stash hash points into the table (two buckets), not past its end.
+func TestLayoutWithoutOverflowHasAStash(t *testing.T) {
+	l, err := buildLayout(randomEntries(rand.New(rand.NewPCG(7, 8)), 1, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(l.buckets), int(l.stash.First)+2; got != want {
+		t.Fatalf("%d buckets, want %d home buckets and 2 in the stash", got, want)
+	}
+	if l.stash.Shift != 63 {
+		t.Errorf("stash shift %d, want 63 (two buckets)", l.stash.Shift)
+	}
+}

@@ -21,7 +21,7 @@ type policyShape struct {
 	name    string
 	entries int
 	// lens are the prefix lengths the entries cycle through; more distinct
-	// lengths mean more hash lookups on a miss.
+	// lengths mean more table probes on a miss.
 	lens4, lens6 []int
 }
 
