@@ -585,17 +585,15 @@ static __always_inline int ew_parse(struct ew_cursor *c, int l3,
 volatile const __u8 ew_plain_path = 1;
 
 /* ew_egress_slow parses from the start a packet that ew_parse_plain left
- * (pkt may hold what it read; it is cleared) and judges it by
- * ew_judge_egress. A global function: the general parser stays out of the
- * plain path's stack frame and is checked once. */
+ * (pkt may hold what it read; it is cleared), pulling the headers into the
+ * linear area first, and judges it by ew_judge_egress. */
 static __always_inline int ew_egress_slow(struct __sk_buff *skb, int l3,
-			      struct ew_packet *pkt, struct ew_decision *d)
+					  struct ew_packet *pkt,
+					  struct ew_decision *d)
 {
 	struct ew_icmp_inner inner = {};
 	struct ew_cursor c;
 
-	if (!skb || !pkt || !d)
-		return EW_MODE_ENFORCE;
 	ew_linearize(skb);
 	c.pos = (void *)(long)skb->data;
 	c.end = (void *)(long)skb->data_end;
