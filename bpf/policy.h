@@ -129,52 +129,94 @@ static __always_inline __u32 ew_probe6(void *table, const struct ew_settings *s,
 	return ew_match6(b, hi, lo, want, first);
 }
 
-/* ew_find4 returns the rule word of the longest IPv4 prefix of the policy
- * in slot that contains daddr and stores its first port range, or returns
- * 0: one probe per prefix length the policy uses, longest first. */
-static __always_inline __u32 ew_find4(const struct ew_settings *s, __u32 slot,
-				      __u32 daddr, struct ew_port_range *first)
+/* ew_probe_len4 probes the IPv4 table for daddr at the policy's i-th
+ * prefix length (see ew_probe4). */
+static __always_inline __u32 ew_probe_len4(void *table,
+					   const struct ew_settings *s,
+					   __u32 daddr, int i,
+					   struct ew_port_range *first)
 {
-	void *table = bpf_map_lookup_elem(&ew_table4, &slot);
+	return ew_probe4(table, s, daddr & s->v4_masks[i], s->v4_lens[i] + 1,
+			 first);
+}
 
-	if (!table)
+/* ew_probe_len6 is ew_probe_len4 for IPv6; daddr is 8-byte aligned (see
+ * struct ew_packet). */
+static __always_inline __u32 ew_probe_len6(void *table,
+					   const struct ew_settings *s,
+					   const __u32 *daddr, int i,
+					   struct ew_port_range *first)
+{
+	const __u64 *words = (const __u64 *)daddr;
+
+	return ew_probe6(table, s, words[0] & s->v6_masks[i][0],
+			 words[1] & s->v6_masks[i][1], s->v6_lens[i] + 1, first);
+}
+
+/* ew_find_shorter returns the rule word of the longest prefix containing
+ * the destination among the policy's second and later prefix lengths, and
+ * stores its first port range, or returns 0: one probe per length, longest
+ * first. A global function, checked once: a probe per length inlined
+ * everywhere would cost the verifier far more than the call costs the
+ * packets of a policy with several lengths. */
+__noinline __u32 ew_find_shorter(const struct ew_settings *s, __u32 slot,
+				 const struct ew_packet *pkt,
+				 struct ew_port_range *first)
+{
+	void *table;
+	__u32 rule;
+
+	if (!s || !pkt || !first)
 		return 0;
-	for (int i = 0; i < EW_MAX_PREFIX_LENS; i++) {
-		__u32 rule;
+	if (pkt->family == 4) {
+		table = bpf_map_lookup_elem(&ew_table4, &slot);
+		for (int i = 1; table && i < EW_MAX_PREFIX_LENS; i++) {
+			if (i >= s->v4_nlens)
+				break;
+			rule = ew_probe_len4(table, s, pkt->daddr[0], i, first);
+			if (rule)
+				return rule;
+		}
+		return 0;
+	}
 
-		if (i >= s->v4_nlens)
+	table = bpf_map_lookup_elem(&ew_table6, &slot);
+	for (int i = 1; table && i < EW_MAX_PREFIX_LENS; i++) {
+		if (i >= s->v6_nlens)
 			break;
-		rule = ew_probe4(table, s, daddr & s->v4_masks[i],
-				 s->v4_lens[i] + 1, first);
+		rule = ew_probe_len6(table, s, pkt->daddr, i, first);
 		if (rule)
 			return rule;
 	}
 	return 0;
 }
 
-/* ew_find6 is ew_find4 for IPv6. */
-static __always_inline __u32 ew_find6(const struct ew_settings *s, __u32 slot,
-				      const __u32 *daddr,
-				      struct ew_port_range *first)
+/* ew_find returns the rule word of the longest prefix of the policy in
+ * slot that contains the packet's destination and stores its first port
+ * range, or returns 0. The longest length is probed inline: a policy of
+ * hosts, or of one prefix length, needs no call. */
+static __always_inline __u32 ew_find(const struct ew_settings *s, __u32 slot,
+				     const struct ew_packet *pkt,
+				     struct ew_port_range *first)
 {
-	__u64 hi = ((const __u64 *)daddr)[0]; /* aligned: see ew_packet */
-	__u64 lo = ((const __u64 *)daddr)[1];
-	void *table = bpf_map_lookup_elem(&ew_table6, &slot);
+	__u8 nlens = pkt->family == 4 ? s->v4_nlens : s->v6_nlens;
+	__u32 rule = 0;
+	void *table;
 
-	if (!table)
+	if (nlens == 0)
 		return 0;
-	for (int i = 0; i < EW_MAX_PREFIX_LENS; i++) {
-		__u32 rule;
-
-		if (i >= s->v6_nlens)
-			break;
-		rule = ew_probe6(table, s, hi & s->v6_masks[i][0],
-				 lo & s->v6_masks[i][1], s->v6_lens[i] + 1,
-				 first);
-		if (rule)
-			return rule;
+	if (pkt->family == 4) {
+		table = bpf_map_lookup_elem(&ew_table4, &slot);
+		if (table)
+			rule = ew_probe_len4(table, s, pkt->daddr[0], 0, first);
+	} else {
+		table = bpf_map_lookup_elem(&ew_table6, &slot);
+		if (table)
+			rule = ew_probe_len6(table, s, pkt->daddr, 0, first);
 	}
-	return 0;
+	if (rule || nlens < 2)
+		return rule;
+	return ew_find_shorter(s, slot, pkt, first);
 }
 
 /* ew_ruleset returns the port ranges a rule word grants. */
@@ -274,15 +316,12 @@ static __always_inline void ew_lookup_policy(const struct ew_settings *s,
 					const struct ew_packet *pkt,
 					struct ew_decision *d)
 {
-	struct ew_port_range first;
+	struct ew_port_range first = {};
 	struct ew_rule *ranges;
 	__u32 rule;
 
 	d->reason = EW_REASON_NO_RULE;
-	if (pkt->family == 4)
-		rule = ew_find4(s, slot, pkt->daddr[0], &first);
-	else
-		rule = ew_find6(s, slot, pkt->daddr, &first);
+	rule = ew_find(s, slot, pkt, &first);
 
 	if (rule && ew_in_range(&first, pkt)) {
 		ew_granted(&first, d);
