@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -137,10 +138,30 @@ func (s *Sandbox) serveDNS(addr string, answer dns.HandlerFunc) error {
 		answer(w, req)
 	}
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: dns.HandlerFunc(logged)}, {Listener: l, Handler: dns.HandlerFunc(logged)}} {
+		if err := startDNS(srv); err != nil {
+			return fmt.Errorf("resolver %s: %w", addr, err)
+		}
 		s.srv.track(shutdowner{srv})
-		go srv.ActivateAndServe()
 	}
 	return nil
+}
+
+// startDNS serves srv and returns once it runs: a server shut down before
+// that fails to close ("server not started") and keeps its socket.
+func startDNS(srv *dns.Server) error {
+	started := make(chan struct{})
+	failed := make(chan error, 1)
+	srv.NotifyStartedFunc = func() { close(started) }
+	go func() { failed <- srv.ActivateAndServe() }()
+
+	select {
+	case <-started:
+		return nil
+	case err := <-failed:
+		return fmt.Errorf("dns server: %w", err)
+	case <-time.After(5 * time.Second):
+		return errors.New("dns server did not start within 5s")
+	}
 }
 
 // answerRogue answers every A query with 198.18.1.77.
