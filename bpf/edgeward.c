@@ -816,12 +816,12 @@ int guard_sockopt(struct bpf_sockopt *ctx)
  * names need (Go reads the hook, verdict and reason tables from BTF), now
  * that the functions on the packet path that used to carry them are
  * inlined: a call costs the egress path more than its body. */
-__noinline int ew_btf_types(struct ew_rule *rule, struct ew_bucket4 *b4,
-			    struct ew_bucket6 *b6, enum ew_reason reason)
+__noinline int ew_btf_types(struct ew_rule *rule, struct ew_bucket *b,
+			    enum ew_family_index family, enum ew_reason reason)
 {
-	if (!rule || !b4 || !b6)
+	if (!rule || !b)
 		return 0;
-	return rule->nranges + b4->more + b6->more + reason;
+	return rule->nranges + b->more + family + reason;
 }
 
 /* tc_empty and xdp_empty are the benchmark floors: the cheapest programs of

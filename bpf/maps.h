@@ -53,55 +53,23 @@ enum ew_marks {
 	EW_GUARD_MASK = 0xffff,
 };
 
-/* One hash of a policy table: bucket = first + ((address words times
- * mul) >> shift), with mul[1] unused for IPv4. */
-struct ew_table_hash {
-	__u64 mul[2];
-	__u32 first;
-	__u8 shift;
-	__u8 pad[3];
-};
-
-/* Everything of a policy that is not an entry. */
-struct ew_settings {
-	__u32 generation; /* 0: no policy in this slot */
-	__u32 entries4;   /* entries of ew_table4[slot], for status */
-	__u32 entries6;
-	__u8 mode;
-	__u8 v4_nlens;
-	__u8 v6_nlens;
-	__u8 learning; /* the DNS guard has names: look up learned addresses */
-	__u8 nservices;
-	__u8 dns_gate; /* transparent DNS: port 53 leaves only with EW_GUARD_MARK */
-	__u8 pad[6];
-	/* The tables' hashes: [0] finds the home bucket, [1] the stash bucket
-	 * (see ew_bucket4, ew_bucket6). */
-	struct ew_table_hash table4[2];
-	struct ew_table_hash table6[2];
-	/* Prefix lengths present in the policy, longest first, and the mask
-	 * of each, laid out as the addresses they mask. */
-	__u64 v6_masks[EW_MAX_PREFIX_LENS][2];
-	__u32 v4_masks[EW_MAX_PREFIX_LENS];
-	__u8 v4_lens[EW_MAX_PREFIX_LENS];
-	__u8 v6_lens[EW_MAX_PREFIX_LENS];
-	/* Ports of the gateway's own services that LAN hosts may reach. */
-	struct ew_port_range services[EW_MAX_RANGES];
-};
-
 /*
- * The entries of a policy live in a hash table of our own per address
- * family: an array of buckets, each with room for EW_BUCKET_SLOTS
- * prefixes. A prefix sits in its home bucket, chosen by a multiply-shift
- * hash of its masked address, or, when that bucket is full, in the stash:
+ * The prefixes of a policy live in hash tables of our own, one per address
+ * family: arrays of buckets, each with room for EW_BUCKET_SLOTS prefixes.
+ * A prefix sits in its home bucket, chosen by a multiply-shift hash of its
+ * masked address and length, or, when that bucket is full, in the stash:
  * the buckets after the last home bucket, chosen by a second hash. A full
  * home bucket has more set, so a lookup costs one bucket, and a second one
  * only for an address whose home bucket overflowed. The loader draws other
- * multipliers, or makes the table larger, until every prefix fits this
- * way. Compared with a kernel hash map there is no key copy, no general
- * hash of the key and no memcmp.
+ * multipliers, and makes the table larger, until every prefix fits this
+ * way; a policy for which none of its tries fits is refused. Compared with
+ * a kernel hash map there is no key copy, no general hash of the key and
+ * no memcmp.
  *
- * A slot's rule word is ((prefix length + 1) << 24) | flags | ruleset:
- * the prefix length, and the index in ew_rulesets[slot] of the port ranges
+ * An address is compared as two 64-bit words: its 16 bytes (an IPv4
+ * address: 4 bytes, then 12 zero bytes) loaded as this machine loads them.
+ * A slot's rule word is ((prefix length + 1) << 24) | flags | ruleset: the
+ * prefix length, and the index in the policy's rulesets of the port ranges
  * it grants. A free slot has rule word 0, which no lookup asks for. The
  * first of those ranges also sits in the bucket, so that a packet it
  * grants costs no second lookup; EW_RULE_MORE_RANGES says whether the
@@ -112,36 +80,68 @@ struct ew_settings {
 #define EW_RULE_MORE_RANGES 0x800000
 #define EW_RULESET_MASK 0x7fffff
 
-/* A bucket of the IPv4 table: masked addresses in network order. */
-struct ew_bucket4 {
-	__u32 addr[EW_BUCKET_SLOTS];
+/* A bucket of a policy table. */
+struct ew_bucket {
+	__u64 hi[EW_BUCKET_SLOTS]; /* masked address, bytes 0-7 */
+	__u64 lo[EW_BUCKET_SLOTS]; /* bytes 8-15 */
 	__u32 rule[EW_BUCKET_SLOTS];
 	struct ew_port_range first[EW_BUCKET_SLOTS];
-	__u32 more;
+	__u32 more; /* prefixes of this home bucket are in the stash too */
 	__u32 pad;
 };
 
-/* A bucket of the IPv6 table: each masked address as two 64-bit words,
- * bytes 0-7 and 8-15 loaded as this machine loads them. */
-struct ew_bucket6 {
-	__u64 hi[EW_BUCKET_SLOTS];
-	__u64 lo[EW_BUCKET_SLOTS];
-	__u32 rule[EW_BUCKET_SLOTS];
-	struct ew_port_range first[EW_BUCKET_SLOTS];
-	__u32 more;
-	__u32 pad;
+/* One hash of a policy table: the bucket of a masked address hi, lo of
+ * length len is first + ((hi * mul[0] + lo * mul[1] + (len + 1) * mul[2])
+ * >> shift). */
+struct ew_table_hash {
+	__u64 mul[3];
+	__u32 first;
+	__u8 shift;
+	__u8 pad[3];
+};
+
+/* What a policy holds for one address family. */
+struct ew_family_policy {
+	/* [0] finds a prefix's home bucket, [1] its stash bucket. */
+	struct ew_table_hash hash[2];
+	/* The prefix lengths present, longest first, and the mask of each,
+	 * laid out as the addresses they mask. */
+	__u64 masks[EW_MAX_PREFIX_LENS][2];
+	__u8 lens[EW_MAX_PREFIX_LENS];
+	__u32 entries; /* prefixes in the table, for status */
+	__u8 nlens;
+	__u8 pad[3];
+};
+
+/* Index of an address family in struct ew_settings and ew_tables. */
+enum ew_family_index {
+	EW_FAMILY_IPV4 = 0,
+	EW_FAMILY_IPV6 = 1,
+	EW_FAMILIES = 2,
+};
+
+/* Everything of a policy that is not a table. */
+struct ew_settings {
+	__u32 generation; /* 0: no policy in this slot */
+	__u8 mode;
+	__u8 learning; /* the DNS guard has names: look up learned addresses */
+	__u8 nservices;
+	__u8 dns_gate; /* transparent DNS: port 53 leaves only with EW_GUARD_MARK */
+	struct ew_family_policy family[EW_FAMILIES];
+	/* Ports of the gateway's own services that LAN hosts may reach. */
+	struct ew_port_range services[EW_MAX_RANGES];
 };
 
 /*
- * A policy lives in one slot: ew_policies[slot], ew_table4[slot],
- * ew_table6[slot] and ew_rulesets[slot]. ew_slot names the slot packets
- * use. The loader writes a new policy into the other slot and then flips
- * ew_slot, so a packet sees one policy whole (see loader/maps.go for the
- * grace periods that make this hold). The names differ from those of the
- * kernel hash maps that held policies before (ew_active,
- * ew_policy_settings, ew_rules4, ew_rules6): during an upgrade the
- * programs still attached keep their own maps until the new ones replace
- * them.
+ * A policy lives in one slot: ew_policies[slot], its tables
+ * ew_tables[EW_FAMILIES * slot + family] and its rulesets
+ * ew_rulesets[slot]. ew_slot names the slot packets use. The loader writes
+ * a new policy into the other slot and then flips ew_slot, so a packet
+ * sees one policy whole (see loader/maps.go for the grace periods that
+ * make this hold). The names differ from those of the kernel hash maps
+ * that held policies before (ew_active, ew_policy_settings, ew_rules4,
+ * ew_rules6): during an upgrade the programs still attached keep their own
+ * maps until the new ones replace them.
  */
 
 /* 0 -> the active slot. */
@@ -162,20 +162,12 @@ struct {
 
 /* Inner maps, sized to each policy (BPF_F_INNER_MAP lets their sizes
  * differ). */
-struct ew_table4_inner {
+struct ew_table_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_INNER_MAP);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct ew_bucket4);
-};
-
-struct ew_table6_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ew_bucket6);
+	__type(value, struct ew_bucket);
 };
 
 struct ew_rulesets_inner {
@@ -186,21 +178,13 @@ struct ew_rulesets_inner {
 	__type(value, struct ew_rule);
 };
 
-/* Slot -> the IPv4 table of the policy in that slot. */
+/* EW_FAMILIES * slot + family -> a table of the policy in that slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, EW_POLICY_SLOTS);
+	__uint(max_entries, EW_POLICY_SLOTS * EW_FAMILIES);
 	__type(key, __u32);
-	__array(values, struct ew_table4_inner);
-} ew_table4 SEC(".maps");
-
-/* Slot -> the IPv6 table of the policy in that slot. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, EW_POLICY_SLOTS);
-	__type(key, __u32);
-	__array(values, struct ew_table6_inner);
-} ew_table6 SEC(".maps");
+	__array(values, struct ew_table_inner);
+} ew_tables SEC(".maps");
 
 /* Slot -> the distinct port range sets of the policy in that slot. */
 struct {

@@ -33,47 +33,26 @@ struct ew_decision {
 	__u8 pad[3];
 };
 
-/* ew_bucket4 returns the bucket that hash h (home or stash) picks for a
- * masked IPv4 address in table: the top bits of its product with the
- * hash's multiplier (multiply-shift hashing). */
-static __always_inline struct ew_bucket4 *
-ew_bucket4(void *table, const struct ew_table_hash *h, __u32 addr)
+/* ew_bucket returns the bucket of table that hash h (home or stash) picks
+ * for the masked address hi, lo whose prefix length is want - 1: the top
+ * bits of a product with the hash's multipliers (multiply-shift hashing),
+ * or NULL past the table's end. */
+static __always_inline struct ew_bucket *
+ew_bucket(void *table, const struct ew_table_hash *h, __u64 hi, __u64 lo,
+	  __u32 want)
 {
-	__u32 idx = h->first + (__u32)(((__u64)addr * h->mul[0]) >> h->shift);
+	__u64 mixed = hi * h->mul[0] + lo * h->mul[1] + want * h->mul[2];
+	__u32 idx = h->first + (__u32)(mixed >> h->shift);
 
 	return bpf_map_lookup_elem(table, &idx);
 }
 
-/* ew_bucket6 is ew_bucket4 for the two words of an IPv6 address. */
-static __always_inline struct ew_bucket6 *
-ew_bucket6(void *table, const struct ew_table_hash *h, __u64 hi, __u64 lo)
-{
-	__u32 idx = h->first +
-		    (__u32)((hi * h->mul[0] + lo * h->mul[1]) >> h->shift);
-
-	return bpf_map_lookup_elem(table, &idx);
-}
-
-/* ew_match4 looks in bucket b for the masked address addr with length
+/* ew_match looks in bucket b for the masked address hi, lo of length
  * want - 1: it returns the slot's rule word and stores its first port
  * range, or returns 0. */
-static __always_inline __u32 ew_match4(const struct ew_bucket4 *b, __u32 addr,
-				       __u32 want, struct ew_port_range *first)
-{
-#pragma unroll
-	for (int i = 0; i < EW_BUCKET_SLOTS; i++) {
-		if (b->addr[i] == addr && b->rule[i] >> EW_RULE_LEN_SHIFT == want) {
-			*first = b->first[i];
-			return b->rule[i];
-		}
-	}
-	return 0;
-}
-
-/* ew_match6 is ew_match4 for an IPv6 bucket. */
-static __always_inline __u32 ew_match6(const struct ew_bucket6 *b, __u64 hi,
-				       __u64 lo, __u32 want,
-				       struct ew_port_range *first)
+static __always_inline __u32 ew_match(const struct ew_bucket *b, __u64 hi,
+				      __u64 lo, __u32 want,
+				      struct ew_port_range *first)
 {
 #pragma unroll
 	for (int i = 0; i < EW_BUCKET_SLOTS; i++) {
@@ -86,71 +65,47 @@ static __always_inline __u32 ew_match6(const struct ew_bucket6 *b, __u64 hi,
 	return 0;
 }
 
-/* ew_probe4 returns the rule word of the prefix addr (masked) of length
- * want - 1 in an IPv4 table and stores its first port range, or returns 0
- * when the policy has no such prefix: its home bucket, and the stash when
- * that bucket overflowed. */
-static __always_inline __u32 ew_probe4(void *table, const struct ew_settings *s,
-				       __u32 addr, __u32 want,
-				       struct ew_port_range *first)
-{
-	struct ew_bucket4 *b = ew_bucket4(table, &s->table4[0], addr);
-	__u32 rule;
-
-	if (!b)
-		return 0;
-	rule = ew_match4(b, addr, want, first);
-	if (rule || !b->more)
-		return rule;
-
-	b = ew_bucket4(table, &s->table4[1], addr);
-	if (!b)
-		return 0;
-	return ew_match4(b, addr, want, first);
-}
-
-/* ew_probe6 is ew_probe4 for an IPv6 table. */
-static __always_inline __u32 ew_probe6(void *table, const struct ew_settings *s,
-				       __u64 hi, __u64 lo, __u32 want,
-				       struct ew_port_range *first)
-{
-	struct ew_bucket6 *b = ew_bucket6(table, &s->table6[0], hi, lo);
-	__u32 rule;
-
-	if (!b)
-		return 0;
-	rule = ew_match6(b, hi, lo, want, first);
-	if (rule || !b->more)
-		return rule;
-
-	b = ew_bucket6(table, &s->table6[1], hi, lo);
-	if (!b)
-		return 0;
-	return ew_match6(b, hi, lo, want, first);
-}
-
-/* ew_probe_len4 probes the IPv4 table for daddr at the policy's i-th
- * prefix length (see ew_probe4). */
-static __always_inline __u32 ew_probe_len4(void *table,
-					   const struct ew_settings *s,
-					   __u32 daddr, int i,
-					   struct ew_port_range *first)
-{
-	return ew_probe4(table, s, daddr & s->v4_masks[i], s->v4_lens[i] + 1,
-			 first);
-}
-
-/* ew_probe_len6 is ew_probe_len4 for IPv6; daddr is 8-byte aligned (see
- * struct ew_packet). */
-static __always_inline __u32 ew_probe_len6(void *table,
-					   const struct ew_settings *s,
-					   const __u32 *daddr, int i,
-					   struct ew_port_range *first)
+/* ew_probe looks the destination daddr (16 bytes, 8-byte aligned: see
+ * struct ew_packet) up at the family's i-th prefix length: in its home
+ * bucket, and in the stash when that bucket overflowed. It returns the
+ * rule word and stores the first port range, or returns 0. */
+static __always_inline __u32 ew_probe(void *table,
+				      const struct ew_family_policy *f,
+				      const __u32 *daddr, int i,
+				      struct ew_port_range *first)
 {
 	const __u64 *words = (const __u64 *)daddr;
+	__u64 hi = words[0] & f->masks[i][0];
+	__u64 lo = words[1] & f->masks[i][1];
+	__u32 want = f->lens[i] + 1;
+	struct ew_bucket *b;
+	__u32 rule;
 
-	return ew_probe6(table, s, words[0] & s->v6_masks[i][0],
-			 words[1] & s->v6_masks[i][1], s->v6_lens[i] + 1, first);
+	b = ew_bucket(table, &f->hash[0], hi, lo, want);
+	if (!b)
+		return 0;
+	rule = ew_match(b, hi, lo, want, first);
+	if (rule || !b->more)
+		return rule;
+
+	b = ew_bucket(table, &f->hash[1], hi, lo, want);
+	if (!b)
+		return 0;
+	return ew_match(b, hi, lo, want, first);
+}
+
+/* ew_family_of is the index of the packet's address family. */
+static __always_inline __u32 ew_family_of(const struct ew_packet *pkt)
+{
+	return pkt->family == 6 ? EW_FAMILY_IPV6 : EW_FAMILY_IPV4;
+}
+
+/* ew_table returns the table of the packet's family in slot, or NULL. */
+static __always_inline void *ew_table(__u32 slot, __u32 family)
+{
+	__u32 index = EW_FAMILIES * slot + family;
+
+	return bpf_map_lookup_elem(&ew_tables, &index);
 }
 
 /* ew_find_shorter returns the rule word of the longest prefix containing
@@ -163,28 +118,18 @@ __noinline __u32 ew_find_shorter(const struct ew_settings *s, __u32 slot,
 				 const struct ew_packet *pkt,
 				 struct ew_port_range *first)
 {
+	const struct ew_family_policy *f;
 	void *table;
 	__u32 rule;
 
 	if (!s || !pkt || !first)
 		return 0;
-	if (pkt->family == 4) {
-		table = bpf_map_lookup_elem(&ew_table4, &slot);
-		for (int i = 1; table && i < EW_MAX_PREFIX_LENS; i++) {
-			if (i >= s->v4_nlens)
-				break;
-			rule = ew_probe_len4(table, s, pkt->daddr[0], i, first);
-			if (rule)
-				return rule;
-		}
-		return 0;
-	}
-
-	table = bpf_map_lookup_elem(&ew_table6, &slot);
+	f = &s->family[ew_family_of(pkt)];
+	table = ew_table(slot, ew_family_of(pkt));
 	for (int i = 1; table && i < EW_MAX_PREFIX_LENS; i++) {
-		if (i >= s->v6_nlens)
+		if (i >= f->nlens)
 			break;
-		rule = ew_probe_len6(table, s, pkt->daddr, i, first);
+		rule = ew_probe(table, f, pkt->daddr, i, first);
 		if (rule)
 			return rule;
 	}
@@ -199,22 +144,17 @@ static __always_inline __u32 ew_find(const struct ew_settings *s, __u32 slot,
 				     const struct ew_packet *pkt,
 				     struct ew_port_range *first)
 {
-	__u8 nlens = pkt->family == 4 ? s->v4_nlens : s->v6_nlens;
-	__u32 rule = 0;
+	const struct ew_family_policy *f = &s->family[ew_family_of(pkt)];
 	void *table;
+	__u32 rule;
 
-	if (nlens == 0)
+	if (f->nlens == 0)
 		return 0;
-	if (pkt->family == 4) {
-		table = bpf_map_lookup_elem(&ew_table4, &slot);
-		if (table)
-			rule = ew_probe_len4(table, s, pkt->daddr[0], 0, first);
-	} else {
-		table = bpf_map_lookup_elem(&ew_table6, &slot);
-		if (table)
-			rule = ew_probe_len6(table, s, pkt->daddr, 0, first);
-	}
-	if (rule || nlens < 2)
+	table = ew_table(slot, ew_family_of(pkt));
+	if (!table)
+		return 0;
+	rule = ew_probe(table, f, pkt->daddr, 0, first);
+	if (rule || f->nlens < 2)
 		return rule;
 	return ew_find_shorter(s, slot, pkt, first);
 }

@@ -13,16 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type edgewardEwBucket4 struct {
-	_     structs.HostLayout
-	Addr  [4]uint32
-	Rule  [4]uint32
-	First [4]edgewardEwPortRange
-	More  uint32
-	Pad   uint32
-}
-
-type edgewardEwBucket6 struct {
+type edgewardEwBucket struct {
 	_     structs.HostLayout
 	Hi    [4]uint64
 	Lo    [4]uint64
@@ -73,6 +64,24 @@ type edgewardEwExplanation struct {
 	Decided        uint8
 	LearnedExpired uint8
 	Pad            uint8
+}
+
+type edgewardEwFamilyIndex uint32
+
+const (
+	edgewardEwFamilyIndexEW_FAMILY_IPV4 edgewardEwFamilyIndex = 0
+	edgewardEwFamilyIndexEW_FAMILY_IPV6 edgewardEwFamilyIndex = 1
+	edgewardEwFamilyIndexEW_FAMILIES    edgewardEwFamilyIndex = 2
+)
+
+type edgewardEwFamilyPolicy struct {
+	_       structs.HostLayout
+	Hash    [2]edgewardEwTableHash
+	Masks   [40][2]uint64
+	Lens    [40]uint8
+	Entries uint32
+	Nlens   uint8
+	Pad     [3]uint8
 }
 
 type edgewardEwFlow struct {
@@ -193,27 +202,17 @@ type edgewardEwRule struct {
 type edgewardEwSettings struct {
 	_          structs.HostLayout
 	Generation uint32
-	Entries4   uint32
-	Entries6   uint32
 	Mode       uint8
-	V4Nlens    uint8
-	V6Nlens    uint8
 	Learning   uint8
 	Nservices  uint8
 	DnsGate    uint8
-	Pad        [6]uint8
-	Table4     [2]edgewardEwTableHash
-	Table6     [2]edgewardEwTableHash
-	V6Masks    [40][2]uint64
-	V4Masks    [40]uint32
-	V4Lens     [40]uint8
-	V6Lens     [40]uint8
+	Family     [2]edgewardEwFamilyPolicy
 	Services   [16]edgewardEwPortRange
 }
 
 type edgewardEwTableHash struct {
 	_     structs.HostLayout
-	Mul   [2]uint64
+	Mul   [3]uint64
 	First uint32
 	Shift uint8
 	Pad   [3]uint8
@@ -244,8 +243,7 @@ const (
 	edgewardMapEwPolicies     = "ew_policies"
 	edgewardMapEwRulesets     = "ew_rulesets"
 	edgewardMapEwSlot         = "ew_slot"
-	edgewardMapEwTable4       = "ew_table4"
-	edgewardMapEwTable6       = "ew_table6"
+	edgewardMapEwTables       = "ew_tables"
 	edgewardProgGuardSockopt  = "guard_sockopt"
 	edgewardProgTcEgressEth   = "tc_egress_eth"
 	edgewardProgTcEgressL3    = "tc_egress_l3"
@@ -327,8 +325,7 @@ type edgewardMapSpecs struct {
 	EwPolicies     *ebpf.MapSpec `ebpf:"ew_policies"`
 	EwRulesets     *ebpf.MapSpec `ebpf:"ew_rulesets"`
 	EwSlot         *ebpf.MapSpec `ebpf:"ew_slot"`
-	EwTable4       *ebpf.MapSpec `ebpf:"ew_table4"`
-	EwTable6       *ebpf.MapSpec `ebpf:"ew_table6"`
+	EwTables       *ebpf.MapSpec `ebpf:"ew_tables"`
 }
 
 // edgewardVariableSpecs contains global variables before they are loaded into the kernel.
@@ -372,8 +369,7 @@ type edgewardMaps struct {
 	EwPolicies     *ebpf.Map `ebpf:"ew_policies"`
 	EwRulesets     *ebpf.Map `ebpf:"ew_rulesets"`
 	EwSlot         *ebpf.Map `ebpf:"ew_slot"`
-	EwTable4       *ebpf.Map `ebpf:"ew_table4"`
-	EwTable6       *ebpf.Map `ebpf:"ew_table6"`
+	EwTables       *ebpf.Map `ebpf:"ew_tables"`
 }
 
 func (m *edgewardMaps) Close() error {
@@ -390,8 +386,7 @@ func (m *edgewardMaps) Close() error {
 		m.EwPolicies,
 		m.EwRulesets,
 		m.EwSlot,
-		m.EwTable4,
-		m.EwTable6,
+		m.EwTables,
 	)
 }
 

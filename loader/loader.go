@@ -60,8 +60,7 @@ type objects struct {
 	Frags        *ebpf.Map     `ebpf:"ew_frags"`
 	Slot         *ebpf.Map     `ebpf:"ew_slot"`
 	Policies     *ebpf.Map     `ebpf:"ew_policies"`
-	Table4       *ebpf.Map     `ebpf:"ew_table4"`
-	Table6       *ebpf.Map     `ebpf:"ew_table6"`
+	Tables       *ebpf.Map     `ebpf:"ew_tables"`
 	Rulesets     *ebpf.Map     `ebpf:"ew_rulesets"`
 }
 
@@ -69,7 +68,7 @@ func (o *objects) close() {
 	for _, c := range []interface{ Close() error }{
 		o.TCEgressEth, o.TCEgressL3, o.TCIngressL3, o.XDPUplink, o.XDPLAN, o.GuardSockopt,
 		o.Counters, o.Ifaces, o.Flows, o.Frags, o.Events, o.Losses, o.Budgets, o.Learned,
-		o.Slot, o.Policies, o.Table4, o.Table6, o.Rulesets,
+		o.Slot, o.Policies, o.Tables, o.Rulesets,
 	} {
 		if c != nil {
 			c.Close()
@@ -81,7 +80,7 @@ func (o *objects) close() {
 var pinnedMaps = []string{
 	"ew_counters", "ew_frags", "ew_flows", "ew_ifaces",
 	"ew_events", "ew_event_losses", "ew_event_budgets", "ew_learned_dests",
-	"ew_slot", "ew_policies", "ew_table4", "ew_table6", "ew_rulesets",
+	"ew_slot", "ew_policies", "ew_tables", "ew_rulesets",
 }
 
 // retiredMaps are pins of maps that earlier versions used and this one

@@ -14,7 +14,7 @@ import (
 //  1. Wait until no packet can still be reading the inactive slot (a
 //     packet that looked up the slot number before the previous switch).
 //  2. Write p into the inactive slot: new maps sized for it, then settings.
-//  3. Flip ew_active to that slot: one 32-bit write.
+//  3. Flip ew_slot to that slot: one 32-bit write.
 //
 // Step 1 updates a map-in-map of its own (see settle): the kernel answers
 // an update of a map-in-map only after an RCU grace period, by which time
@@ -33,7 +33,7 @@ func (l *Loader) ApplyPolicy(p *Policy) error {
 	}
 	defer inner.close()
 
-	if err := settle(l.objs.Table4, next); err != nil {
+	if err := settle(l.objs.Rulesets, next); err != nil {
 		return err
 	}
 	if err := l.writeSlot(next, p, inner); err != nil {
@@ -94,13 +94,15 @@ func waitForPrograms() error {
 	return outer.Put(uint32(0), inner)
 }
 
-// policyMaps are the inner maps of one policy.
+// policyMaps are the inner maps of one policy: its tables (indexed like
+// Policy.tables) and its rulesets.
 type policyMaps struct {
-	table4, table6, rulesets *ebpf.Map
+	tables   [numFamilies]*ebpf.Map
+	rulesets *ebpf.Map
 }
 
 func (m policyMaps) close() {
-	for _, inner := range []*ebpf.Map{m.table4, m.table6, m.rulesets} {
+	for _, inner := range append(m.tables[:], m.rulesets) {
 		if inner != nil {
 			inner.Close()
 		}
@@ -109,11 +111,10 @@ func (m policyMaps) close() {
 
 // writeSlot stores the maps and settings of p in slot.
 func (l *Loader) writeSlot(slot uint32, p *Policy, inner policyMaps) error {
-	if err := l.objs.Table4.Put(slot, inner.table4); err != nil {
-		return fmt.Errorf("store IPv4 table: %w", err)
-	}
-	if err := l.objs.Table6.Put(slot, inner.table6); err != nil {
-		return fmt.Errorf("store IPv6 table: %w", err)
+	for i, table := range inner.tables {
+		if err := l.objs.Tables.Put(uint32(numFamilies)*slot+uint32(i), table); err != nil {
+			return fmt.Errorf("store policy table: %w", err)
+		}
 	}
 	if err := l.objs.Rulesets.Put(slot, inner.rulesets); err != nil {
 		return fmt.Errorf("store port ranges: %w", err)
@@ -124,22 +125,22 @@ func (l *Loader) writeSlot(slot uint32, p *Policy, inner policyMaps) error {
 	return nil
 }
 
-// newPolicyMaps creates and fills the inner maps of one policy.
-func (l *Loader) newPolicyMaps(p *Policy) (policyMaps, error) {
-	var m policyMaps
-	var err error
-	if m.table4, err = newArray(l.spec.Maps["ew_table4"], p.table4); err != nil {
-		return m, fmt.Errorf("write IPv4 table of generation %d: %w", p.Generation, err)
+// newPolicyMaps creates and fills the inner maps of one policy; on error
+// it closes those it made.
+func (l *Loader) newPolicyMaps(p *Policy) (m policyMaps, err error) {
+	defer func() {
+		if err != nil {
+			m.close()
+			err = fmt.Errorf("write the maps of policy generation %d: %w", p.Generation, err)
+		}
+	}()
+	for i, table := range p.tables {
+		if m.tables[i], err = newArray(l.spec.Maps["ew_tables"], table); err != nil {
+			return m, err
+		}
 	}
-	if m.table6, err = newArray(l.spec.Maps["ew_table6"], p.table6); err != nil {
-		m.close()
-		return policyMaps{}, fmt.Errorf("write IPv6 table of generation %d: %w", p.Generation, err)
-	}
-	if m.rulesets, err = newArray(l.spec.Maps["ew_rulesets"], p.rulesets); err != nil {
-		m.close()
-		return policyMaps{}, fmt.Errorf("write port ranges of generation %d: %w", p.Generation, err)
-	}
-	return m, nil
+	m.rulesets, err = newArray(l.spec.Maps["ew_rulesets"], p.rulesets)
+	return m, err
 }
 
 // newArray creates an inner array map of outer's type holding values (at
@@ -277,7 +278,7 @@ func (m *Maps) ActivePolicy() (p ActivePolicy, ok bool, err error) {
 	}
 	p.Generation = s.Generation
 	p.Audit = s.Mode == 1
-	p.Entries4, p.Entries6 = int(s.Entries4), int(s.Entries6)
+	p.Entries4, p.Entries6 = int(s.Family[indexIPv4].Entries), int(s.Family[indexIPv6].Entries)
 	p.Entries = p.Entries4 + p.Entries6
 	return p, true, nil
 }

@@ -31,8 +31,8 @@ func TestActivePolicyEntriesPerFamily(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("active policy: ok %v, err %v", ok, err)
 	}
-	if got.Entries4 != len(p.entries4) || got.Entries6 != len(p.entries6) {
-		t.Errorf("entries per family %d/%d, want %d/%d", got.Entries4, got.Entries6, len(p.entries4), len(p.entries6))
+	if got.Entries4 != len(p.entries[indexIPv4]) || got.Entries6 != len(p.entries[indexIPv6]) {
+		t.Errorf("entries per family %d/%d, want %d/%d", got.Entries4, got.Entries6, len(p.entries[indexIPv4]), len(p.entries[indexIPv6]))
 	}
 	if got.Entries4 == 0 || got.Entries6 == 0 {
 		t.Errorf("test policy has entries of both families, got %d/%d", got.Entries4, got.Entries6)

@@ -39,7 +39,7 @@ const (
 // maps. Nothing in the kernel changes when it is returned.
 var ErrPolicyTooLarge = errors.New("policy too large")
 
-// Policy is a compiled policy: the entries of one policy map, ready to be
+// Policy is a compiled policy: its settings and tables, ready to be
 // written. Build it with Compile.
 type Policy struct {
 	Generation uint32
@@ -48,17 +48,32 @@ type Policy struct {
 	Endpoints []string
 
 	settings edgewardEwSettings
-	// entries4 and entries6 are the prefixes, table4 and table6 the
-	// tables that hold them, rulesets the port ranges they grant.
-	entries4, entries6 []tableEntry
-	table4             []edgewardEwBucket4
-	table6             []edgewardEwBucket6
-	rulesets           []edgewardEwRule
+	// entries are the prefixes of each family (indexed like
+	// settings.Family: familyIndex), tables the tables that hold them,
+	// rulesets the port ranges they grant.
+	entries  [numFamilies][]tableEntry
+	tables   [numFamilies][]edgewardEwBucket
+	rulesets []edgewardEwRule
+}
+
+// Family indices of bpf/maps.h (enum ew_family_index).
+const (
+	indexIPv4   = int(edgewardEwFamilyIndexEW_FAMILY_IPV4)
+	indexIPv6   = int(edgewardEwFamilyIndexEW_FAMILY_IPV6)
+	numFamilies = int(edgewardEwFamilyIndexEW_FAMILIES)
+)
+
+// familyIndex is the index of a prefix's family.
+func familyIndex(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return indexIPv4
+	}
+	return indexIPv6
 }
 
 // Entries returns the number of prefixes the policy holds.
 func (p *Policy) Entries() int {
-	return len(p.entries4) + len(p.entries6)
+	return len(p.entries[indexIPv4]) + len(p.entries[indexIPv6])
 }
 
 // grant is one port range an endpoint grants on a prefix.
@@ -103,14 +118,8 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.settings.V4Nlens = uint8(copy(p.settings.V4Lens[:], lens[familyIPv4]))
-	p.settings.V6Nlens = uint8(copy(p.settings.V6Lens[:], lens[familyIPv6]))
-	for i, bits := range lens[familyIPv4] {
-		p.settings.V4Masks[i] = uint32(prefixMask(bits, true).hi)
-	}
-	for i, bits := range lens[familyIPv6] {
-		m := prefixMask(bits, false)
-		p.settings.V6Masks[i] = [2]uint64{m.hi, m.lo}
+	for _, fam := range []uint8{familyIPv4, familyIPv6} {
+		setLengths(&p.settings.Family[familyIndexOf(fam)], lens[fam], fam == familyIPv4)
 	}
 
 	services := dedupGrants(serviceGrants(cfg))
@@ -120,27 +129,54 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	}
 	p.settings.Nservices = uint8(copy(p.settings.Services[:], services))
 
-	var rulesets rulesetIndex
-	for _, prefix := range sortedPrefixes(grants) {
-		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
-		if err != nil {
-			return nil, err
-		}
-		ruleset, err := rulesets.of(rule)
-		if err != nil {
-			return nil, err
-		}
-		p.add(prefix, ruleset, rule)
+	if err := p.addPrefixes(grants, lens); err != nil {
+		return nil, err
 	}
-	if len(p.entries4) > MaxRules || len(p.entries6) > MaxRules {
-		return nil, fmt.Errorf("%w: %d IPv4 and %d IPv6 prefixes, at most %d each",
-			ErrPolicyTooLarge, len(p.entries4), len(p.entries6), MaxRules)
-	}
-	p.rulesets = rulesets.list
 	if err := p.buildTables(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// setLengths records a family's prefix lengths, longest first, and their
+// masks.
+func setLengths(f *edgewardEwFamilyPolicy, lens []uint8, is4 bool) {
+	f.Nlens = uint8(copy(f.Lens[:], lens))
+	for i, bits := range lens {
+		m := prefixMask(bits, is4)
+		f.Masks[i] = [2]uint64{m.hi, m.lo}
+	}
+}
+
+// familyIndexOf is the index of family familyIPv4 or familyIPv6.
+func familyIndexOf(fam uint8) int {
+	if fam == familyIPv4 {
+		return indexIPv4
+	}
+	return indexIPv6
+}
+
+// addPrefixes turns each configured prefix into a table entry with the
+// ranges of every prefix that contains it, numbering distinct rulesets.
+func (p *Policy) addPrefixes(grants map[netip.Prefix][]grant, lens map[uint8][]uint8) error {
+	var rulesets rulesetIndex
+	for _, prefix := range sortedPrefixes(grants) {
+		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
+		if err != nil {
+			return err
+		}
+		ruleset, err := rulesets.of(rule)
+		if err != nil {
+			return err
+		}
+		i := familyIndex(prefix)
+		p.entries[i] = append(p.entries[i], newTableEntry(prefix, ruleset, rule))
+	}
+	if n4, n6 := len(p.entries[indexIPv4]), len(p.entries[indexIPv6]); n4 > MaxRules || n6 > MaxRules {
+		return fmt.Errorf("%w: %d IPv4 and %d IPv6 prefixes, at most %d each", ErrPolicyTooLarge, n4, n6, MaxRules)
+	}
+	p.rulesets = rulesets.list
+	return nil
 }
 
 // collectGrants lists, per configured prefix, the port ranges granted on it.
@@ -277,33 +313,19 @@ func family(p netip.Prefix) uint8 {
 	return familyIPv6
 }
 
-// add appends the entry of a masked prefix that grants rule, numbered
-// ruleset.
-func (p *Policy) add(prefix netip.Prefix, ruleset uint32, rule edgewardEwRule) {
-	e := newTableEntry(prefix, ruleset, rule)
-	if prefix.Addr().Is4() {
-		p.entries4 = append(p.entries4, e)
-		return
-	}
-	p.entries6 = append(p.entries6, e)
-}
-
 // buildTables lays out both families' tables and records their hashes and
 // sizes in the settings.
 func (p *Policy) buildTables() error {
-	l4, err := buildLayout(p.entries4)
-	if err != nil {
-		return fmt.Errorf("IPv4 table: %w", err)
+	for i, name := range [numFamilies]string{indexIPv4: "IPv4", indexIPv6: "IPv6"} {
+		l, err := buildLayout(p.entries[i])
+		if err != nil {
+			return fmt.Errorf("%s table: %w", name, err)
+		}
+		p.tables[i] = l.bucketValues()
+		f := &p.settings.Family[i]
+		f.Hash = [2]hashing{l.home, l.stash}
+		f.Entries = uint32(len(p.entries[i]))
 	}
-	l6, err := buildLayout(p.entries6)
-	if err != nil {
-		return fmt.Errorf("IPv6 table: %w", err)
-	}
-	p.table4, p.table6 = l4.buckets4(), l6.buckets6()
-	p.settings.Table4 = [2]hashing{l4.home, l4.stash}
-	p.settings.Table6 = [2]hashing{l6.home, l6.stash}
-	p.settings.Entries4 = uint32(len(p.entries4))
-	p.settings.Entries6 = uint32(len(p.entries6))
 	return nil
 }
 

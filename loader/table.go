@@ -7,12 +7,12 @@ import (
 	"net/netip"
 )
 
-// The policy tables of bpf/maps.h (ew_table4, ew_table6): arrays of
-// buckets with room for bucketSlots prefixes each. A prefix lives in its
-// home bucket (a multiply-shift hash of its masked address) or, when that
-// is full, in a bucket of the stash after the home buckets (a second
-// hash); a full home bucket has "more" set, so that a lookup goes on to
-// the stash only then.
+// The policy tables of bpf/maps.h (ew_tables): arrays of buckets with
+// room for bucketSlots prefixes each. A prefix lives in its home bucket (a
+// multiply-shift hash of its masked address and length) or, when that is
+// full, in a bucket of the stash after the home buckets (a second hash); a
+// full home bucket has "more" set, so that a lookup goes on to the stash
+// only then.
 const (
 	bucketSlots  = 4       // EW_BUCKET_SLOTS
 	ruleLenShift = 24      // EW_RULE_LEN_SHIFT
@@ -27,10 +27,9 @@ const (
 )
 
 // tableEntry is one prefix of a table: its masked address as the program
-// compares it (IPv4: hi alone, the four bytes as a native-order word;
-// IPv6: bytes 0-7 in hi, 8-15 in lo, each as a native-order 64-bit word,
-// as ew_find6 reads them), its length, its ruleset and the ruleset's first
-// range.
+// compares it (the 16 bytes of struct ew_packet's daddr, an IPv4 address
+// followed by 12 zero bytes, as two native-order 64-bit words), its
+// length, its ruleset and the ruleset's first range.
 type tableEntry struct {
 	hi, lo     uint64
 	bits       uint8
@@ -42,21 +41,27 @@ type tableEntry struct {
 // newTableEntry lays out a masked prefix for its table; rule is the
 // ruleset numbered ruleset.
 func newTableEntry(prefix netip.Prefix, ruleset uint32, rule edgewardEwRule) tableEntry {
-	e := tableEntry{
+	hi, lo := addrKey(prefix.Addr())
+	return tableEntry{
+		hi: hi, lo: lo,
 		bits:       uint8(prefix.Bits()),
 		ruleset:    ruleset,
 		first:      rule.Ranges[0],
 		moreRanges: rule.Nranges > 1,
 	}
-	if prefix.Addr().Is4() {
-		b := prefix.Addr().As4()
-		e.hi = uint64(binary.NativeEndian.Uint32(b[:]))
-		return e
+}
+
+// addrKey lays an address out as the program reads it from a packet: the
+// 16 bytes of ew_packet.daddr as two native-order words.
+func addrKey(a netip.Addr) (hi, lo uint64) {
+	var b [16]byte
+	if a.Is4() {
+		b4 := a.As4()
+		copy(b[:], b4[:])
+	} else {
+		b = a.As16()
 	}
-	b := prefix.Addr().As16()
-	e.hi = binary.NativeEndian.Uint64(b[:8])
-	e.lo = binary.NativeEndian.Uint64(b[8:])
-	return e
+	return binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])
 }
 
 // sameKey tells whether two entries are the same prefix.
@@ -74,12 +79,13 @@ func (e tableEntry) ruleWord() uint32 {
 	return w
 }
 
-// hashing is one hash of a table, as ew_bucket4 and ew_bucket6 compute it:
-// bucket = first + (hi*mul[0] + lo*mul[1]) >> shift (IPv4 has lo 0).
+// hashing is one hash of a table, as ew_bucket computes it: bucket =
+// first + (hi*mul[0] + lo*mul[1] + (bits+1)*mul[2]) >> shift.
 type hashing = edgewardEwTableHash
 
 func bucketOf(h hashing, e tableEntry) int {
-	return int(h.First) + int(uint32((e.hi*h.Mul[0]+e.lo*h.Mul[1])>>h.Shift))
+	mixed := e.hi*h.Mul[0] + e.lo*h.Mul[1] + uint64(e.bits+1)*h.Mul[2]
+	return int(h.First) + int(uint32(mixed>>h.Shift))
 }
 
 // layout is a table filled: entries per bucket, the more flags, and the
@@ -93,7 +99,7 @@ type layout struct {
 // layOut places entries in 2^homeBits home buckets and 2^stashBits stash
 // buckets under the given multipliers. It returns false when a prefix
 // finds no room in its home bucket nor in its stash bucket.
-func layOut(entries []tableEntry, homeBits, stashBits int, mul [2][2]uint64) (layout, bool) {
+func layOut(entries []tableEntry, homeBits, stashBits int, mul [2][3]uint64) (layout, bool) {
 	homes, stashes := 1<<homeBits, 1<<stashBits
 	l := layout{
 		home:    hashing{Mul: mul[0], Shift: uint8(64 - homeBits)},
@@ -169,7 +175,7 @@ func buildLayout(entries []tableEntry) (layout, error) {
 	gen := splitmix{state: hashSeed}
 	for homeBits := minBits; homeBits <= minBits+layoutGrowth; homeBits++ {
 		for range layoutTries {
-			mul := [2][2]uint64{{gen.odd(), gen.odd()}, {gen.odd(), gen.odd()}}
+			mul := [2][3]uint64{{gen.odd(), gen.odd(), gen.odd()}, {gen.odd(), gen.odd(), gen.odd()}}
 			home := hashing{Mul: mul[0], Shift: uint8(64 - homeBits)}
 			left := overflow(entries, home, 1<<homeBits)
 			stashBits := max(1, bits.Len(uint(max(stashRoom*left, 1)-1)))
@@ -196,25 +202,9 @@ func (g *splitmix) next() uint64 {
 // odd returns a multiplier: multiply-shift hashing needs an odd one.
 func (g *splitmix) odd() uint64 { return g.next() | 1 }
 
-// buckets4 turns a layout of IPv4 prefixes into ew_table4's values.
-func (l layout) buckets4() []edgewardEwBucket4 {
-	out := make([]edgewardEwBucket4, len(l.buckets))
-	for i, entries := range l.buckets {
-		for j, e := range entries {
-			out[i].Addr[j] = uint32(e.hi)
-			out[i].Rule[j] = e.ruleWord()
-			out[i].First[j] = e.first
-		}
-		if l.more[i] {
-			out[i].More = 1
-		}
-	}
-	return out
-}
-
-// buckets6 turns a layout of IPv6 prefixes into ew_table6's values.
-func (l layout) buckets6() []edgewardEwBucket6 {
-	out := make([]edgewardEwBucket6, len(l.buckets))
+// bucketValues turns a layout into the values of its ew_tables map.
+func (l layout) bucketValues() []edgewardEwBucket {
+	out := make([]edgewardEwBucket, len(l.buckets))
 	for i, entries := range l.buckets {
 		for j, e := range entries {
 			out[i].Hi[j], out[i].Lo[j] = e.hi, e.lo
@@ -228,20 +218,18 @@ func (l layout) buckets6() []edgewardEwBucket6 {
 	return out
 }
 
-// prefixMask is the mask of a prefix length laid out as newTableEntry lays
+// prefixMask is the mask of a prefix length, laid out as addrKey lays
 // out addresses.
 func prefixMask(bits uint8, is4 bool) tableEntry {
-	addr := netip.IPv6Unspecified()
+	ones := netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff,
+		8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
 	if is4 {
-		addr = netip.IPv4Unspecified()
+		ones = netip.AddrFrom4([4]byte{0xff, 0xff, 0xff, 0xff})
 	}
-	ones := addr.AsSlice()
-	for i := range ones {
-		ones[i] = 0xff
-	}
-	full, _ := netip.AddrFromSlice(ones)
-	masked, _ := full.Prefix(int(bits))
-	return newTableEntry(netip.PrefixFrom(masked.Addr(), int(bits)), 0, edgewardEwRule{})
+	mask, _ := ones.Prefix(int(bits))
+	var e tableEntry
+	e.hi, e.lo = addrKey(mask.Addr())
+	return e
 }
 
 // rulesetIndex numbers distinct rulesets: prefixes that grant the same

@@ -75,19 +75,47 @@ func TestLayoutIsDeterministic(t *testing.T) {
 	if errA != nil || errB != nil {
 		t.Fatal(errA, errB)
 	}
-	if a.home != b.home || a.stash != b.stash || !slices.Equal(a.buckets6(), b.buckets6()) {
+	if a.home != b.home || a.stash != b.stash || !slices.Equal(a.bucketValues(), b.bucketValues()) {
 		t.Error("two layouts of the same prefixes differ")
 	}
 }
 
 // TestLayoutRefusesWhatCannotFit: prefixes that no hash can tell apart
-// (here: one prefix nine times, more than a home and a stash bucket hold)
-// give ErrPolicyTooLarge, not a table that loses one.
+// (here: one prefix nine times, more than a home and a stash bucket hold;
+// Compile never makes such a list) give ErrPolicyTooLarge, not a table
+// that loses one.
 func TestLayoutRefusesWhatCannotFit(t *testing.T) {
 	same := newTableEntry(netip.MustParsePrefix("10.0.0.0/8"), 0, edgewardEwRule{})
 	entries := slices.Repeat([]tableEntry{same}, 2*bucketSlots+1)
 	if _, err := buildLayout(entries); !errors.Is(err, ErrPolicyTooLarge) {
 		t.Fatalf("got %v, want ErrPolicyTooLarge", err)
+	}
+}
+
+// TestLayoutOfNestedPrefixes: prefixes of one address at every length (so
+// the same masked address many times) spread over buckets by their
+// lengths, and all fit: every IPv4 and IPv6 length of one address, and 200
+// groups of five nested prefixes.
+func TestLayoutOfNestedPrefixes(t *testing.T) {
+	var v4, v6, groups []tableEntry
+	for bits := range 33 {
+		v4 = append(v4, newTableEntry(netip.PrefixFrom(netip.MustParseAddr("10.20.0.0"), bits).Masked(), 0, edgewardEwRule{}))
+	}
+	for bits := range 129 {
+		v6 = append(v6, newTableEntry(netip.PrefixFrom(netip.MustParseAddr("2001:db8::"), bits).Masked(), 0, edgewardEwRule{}))
+	}
+	for i := range 200 {
+		for _, bits := range []int{16, 18, 20, 22, 24} {
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i), 0, 0}), bits)
+			groups = append(groups, newTableEntry(p, 0, edgewardEwRule{}))
+		}
+	}
+	for name, entries := range map[string][]tableEntry{"ipv4": v4, "ipv6": v6, "groups": groups} {
+		l, err := buildLayout(entries)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		assertLayout(t, l, entries)
 	}
 }
 
@@ -104,9 +132,9 @@ func TestBucketValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := l.buckets4()[bucketOf(l.home, e)]
-	want := edgewardEwBucket4{}
-	want.Addr[0] = binary.NativeEndian.Uint32([]byte{192, 0, 2, 0})
+	b := l.bucketValues()[bucketOf(l.home, e)]
+	want := edgewardEwBucket{}
+	want.Hi[0] = binary.NativeEndian.Uint64([]byte{192, 0, 2, 0, 0, 0, 0, 0})
 	want.Rule[0] = 25<<24 | 1<<23 | 7
 	want.First[0] = two.Ranges[0]
 	if b != want {
@@ -119,6 +147,11 @@ func TestBucketValues(t *testing.T) {
 	}
 	if w := v6.ruleWord(); w != 33<<24|1 {
 		t.Errorf("rule word %#x, want %#x (no more ranges)", w, 33<<24|1)
+	}
+
+	mask := prefixMask(20, true)
+	if mask.hi != binary.NativeEndian.Uint64([]byte{0xff, 0xff, 0xf0, 0, 0, 0, 0, 0}) || mask.lo != 0 {
+		t.Errorf("mask of /20: %#x %#x", mask.hi, mask.lo)
 	}
 }
 
@@ -256,7 +289,30 @@ func randomTablePolicy(rng *rand.Rand, n int) *config.Config {
 		cfg.Endpoints = append(cfg.Endpoints, config.Endpoint{Name: fmt.Sprintf("e%d", i), To: []netip.Prefix{prefix}, Ports: ports})
 	}
 	addTwins(cfg, seen)
+	addNested(cfg)
 	return cfg
+}
+
+// addNested adds two chains of nine nested prefixes of one address each
+// (10.99.0.0/16 to /32, fd00:99::/48 to /112), one endpoint per prefix:
+// the same masked address at many lengths.
+func addNested(cfg *config.Config) {
+	chains := []struct {
+		addr netip.Addr
+		bits []int
+	}{
+		{netip.MustParseAddr("10.99.0.0"), []int{16, 18, 20, 22, 24, 26, 28, 30, 32}},
+		{netip.MustParseAddr("fd00:99::"), []int{48, 56, 64, 72, 80, 88, 96, 104, 112}},
+	}
+	for _, c := range chains {
+		for _, bits := range c.bits {
+			port := uint16(1000 + 2*len(cfg.Endpoints))
+			cfg.Endpoints = append(cfg.Endpoints, config.Endpoint{
+				Name: fmt.Sprintf("nested%d", len(cfg.Endpoints)), To: []netip.Prefix{netip.PrefixFrom(c.addr, bits)},
+				Ports: []config.PortRange{{Proto: config.ProtoTCP, First: port, Last: port}},
+			})
+		}
+	}
 }
 
 // addTwins adds, for some /16 and /48 prefixes, an endpoint of the longer
@@ -316,7 +372,7 @@ func tableProbes(rng *rand.Rand, cfg *config.Config, p *Policy) []netip.AddrPort
 // the rest: only the comparison of the low word tells them apart.
 func sameBucketStrangers(rng *rand.Rand, cfg *config.Config, p *Policy) []netip.AddrPort {
 	var out []netip.AddrPort
-	home := p.settings.Table6[0]
+	home := p.settings.Family[indexIPv6].Hash[0]
 	for _, ep := range cfg.Endpoints {
 		if ep.To[0].Bits() != 128 || len(out) == 20 {
 			continue
@@ -340,26 +396,27 @@ func sameBucketStrangers(rng *rand.Rand, cfg *config.Config, p *Policy) []netip.
 // stashedPrefixes lists the prefixes the tables of p keep in their stash.
 func stashedPrefixes(p *Policy) map[netip.Prefix]bool {
 	out := map[netip.Prefix]bool{}
-	for _, b := range p.table4[p.settings.Table4[1].First:] {
-		for i := range bucketSlots {
-			if b.Rule[i] != 0 {
-				var a [4]byte
-				binary.NativeEndian.PutUint32(a[:], b.Addr[i])
-				out[netip.PrefixFrom(netip.AddrFrom4(a), int(b.Rule[i]>>ruleLenShift)-1)] = true
-			}
-		}
-	}
-	for _, b := range p.table6[p.settings.Table6[1].First:] {
-		for i := range bucketSlots {
-			if b.Rule[i] != 0 {
-				var a [16]byte
-				binary.NativeEndian.PutUint64(a[:8], b.Hi[i])
-				binary.NativeEndian.PutUint64(a[8:], b.Lo[i])
-				out[netip.PrefixFrom(netip.AddrFrom16(a), int(b.Rule[i]>>ruleLenShift)-1)] = true
+	for i, table := range p.tables {
+		for _, b := range table[p.settings.Family[i].Hash[1].First:] {
+			for j := range bucketSlots {
+				if b.Rule[j] != 0 {
+					out[keyPrefix(b.Hi[j], b.Lo[j], int(b.Rule[j]>>ruleLenShift)-1, i == indexIPv4)] = true
+				}
 			}
 		}
 	}
 	return out
+}
+
+// keyPrefix undoes addrKey.
+func keyPrefix(hi, lo uint64, bits int, is4 bool) netip.Prefix {
+	var b [16]byte
+	binary.NativeEndian.PutUint64(b[:8], hi)
+	binary.NativeEndian.PutUint64(b[8:], lo)
+	if is4 {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(b[:4])), bits)
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(b), bits)
 }
 
 func randomAddrIn(rng *rand.Rand, prefix netip.Prefix) netip.Addr {

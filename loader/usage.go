@@ -9,7 +9,7 @@ import (
 
 // MapUsage is how full one kernel map is.
 type MapUsage struct {
-	Map      string // the map's name in bpf/maps.h
+	Map      string // the map's name in bpf/maps.h, with the address family for a policy table
 	Entries  int
 	Capacity int
 }
@@ -28,8 +28,8 @@ func (m *Maps) Usage() ([]MapUsage, error) {
 		return nil, err
 	}
 	out := []MapUsage{
-		{Map: "ew_table4", Entries: p.Entries4, Capacity: MaxRules},
-		{Map: "ew_table6", Entries: p.Entries6, Capacity: MaxRules},
+		{Map: "ew_tables/ipv4", Entries: p.Entries4, Capacity: MaxRules},
+		{Map: "ew_tables/ipv6", Entries: p.Entries6, Capacity: MaxRules},
 	}
 
 	for _, h := range []struct {

@@ -48,8 +48,8 @@ func TestUsageFromPins(t *testing.T) {
 	}
 	capacity := func(name string) int { return int(l.spec.Maps[name].MaxEntries) }
 	wantUsage := []MapUsage{
-		{"ew_table4", len(want.entries4), MaxRules},
-		{"ew_table6", len(want.entries6), MaxRules},
+		{"ew_tables/ipv4", len(want.entries[indexIPv4]), MaxRules},
+		{"ew_tables/ipv6", len(want.entries[indexIPv6]), MaxRules},
 		{"ew_flows", 2, capacity("ew_flows")},
 		{"ew_learned_dests", 3, capacity("ew_learned_dests")},
 		{"ew_frags", 0, capacity("ew_frags")},

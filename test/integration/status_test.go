@@ -150,7 +150,7 @@ func checkKernelStatus(t *testing.T, g *gateway, st statusJSON) {
 		}
 		used[m.Map] = m.Entries
 	}
-	if used["ew_table4"] == 0 || used["ew_learned_dests"] < 1 || used["ew_flows"] < 1 {
+	if used["ew_tables/ipv4"] == 0 || used["ew_learned_dests"] < 1 || used["ew_flows"] < 1 {
 		t.Errorf("map use %v: want IPv4 policy entries, a learned destination and the tunnel's flow", used)
 	}
 

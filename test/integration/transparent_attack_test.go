@@ -1161,7 +1161,7 @@ func (g *gateway) mapEntries() map[string]int {
 	}
 	m := map[string]int{}
 	for _, e := range st.Maps {
-		if e.Map != "ew_table4" && e.Map != "ew_table6" {
+		if e.Map != "ew_tables/ipv4" && e.Map != "ew_tables/ipv6" {
 			m[e.Map] = e.Entries
 		}
 	}
