@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -38,6 +39,10 @@ type Loader struct {
 	// xdpModes remembers native or generic per interface, for links this
 	// Loader made; an adopted link reports what it was attached with.
 	xdpModes map[int]AttachMode
+
+	// retiredGeneration is the generation of the policy an earlier
+	// version left in the maps Open retired, 0 without one.
+	retiredGeneration uint32
 }
 
 // objects are the programs and maps the daemon uses; tc_empty, the
@@ -145,12 +150,44 @@ func Open(opts Options) (*Loader, error) {
 		l.objs.close()
 		return nil, err
 	}
+	l.retiredGeneration = retiredGeneration(pins)
 	if err := removeRetiredPins(pins); err != nil {
 		l.objs.close()
 		return nil, err
 	}
 	l.pruneLinkPins()
 	return l, nil
+}
+
+// RetiredGeneration is the generation of the policy that an earlier
+// version left in the maps this one retires (retiredMaps), read by Open
+// before it removed them, or 0. A daemon numbers its next policy after it,
+// so that generations keep growing across an upgrade.
+func (l *Loader) RetiredGeneration() uint32 {
+	return l.retiredGeneration
+}
+
+// retiredGeneration reads the generation of the active policy in the
+// retired maps: ew_active names the slot, and the settings of a slot begin
+// with their generation. It returns 0 when they are missing or unreadable.
+func retiredGeneration(p pinLayout) uint32 {
+	active, err := ebpf.LoadPinnedMap(filepath.Join(p.maps, "ew_active"), nil)
+	if err != nil {
+		return 0
+	}
+	defer active.Close()
+	settings, err := ebpf.LoadPinnedMap(filepath.Join(p.maps, "ew_policy_settings"), nil)
+	if err != nil {
+		return 0
+	}
+	defer settings.Close()
+
+	var slot uint32
+	value := make([]byte, settings.ValueSize())
+	if active.Lookup(uint32(0), &slot) != nil || settings.Lookup(slot, value) != nil || len(value) < 4 {
+		return 0
+	}
+	return binary.NativeEndian.Uint32(value)
 }
 
 // removeRetiredPins removes the pins of retiredMaps.

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"os"
@@ -44,7 +45,8 @@ func TestActivePolicyEntriesPerFamily(t *testing.T) {
 
 // TestOpenRetiresEarlierPolicyMaps: pins of the maps that held the policy
 // before the tables (as a version before them left them) do not stop Open,
-// which removes them and leaves the maps both versions share in place.
+// which reads the generation of their active policy, removes them, and
+// leaves the maps both versions share in place.
 func TestOpenRetiresEarlierPolicyMaps(t *testing.T) {
 	root := testenv.BPFFS(t) + "/edgeward"
 	pins := newPinLayout(root)
@@ -52,7 +54,11 @@ func TestOpenRetiresEarlierPolicyMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range retiredMaps {
-		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 2})
+		size := uint32(12) // any settings size will do; the slot word is 4 bytes
+		if name == "ew_active" {
+			size = 4
+		}
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: size, MaxEntries: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,6 +67,9 @@ func TestOpenRetiresEarlierPolicyMaps(t *testing.T) {
 		}
 		m.Close()
 	}
+	// Slot 1 is active, with generation 7.
+	putRetired(t, pins, "ew_active", 0, binary.NativeEndian.AppendUint32(nil, 1))
+	putRetired(t, pins, "ew_policy_settings", 1, binary.NativeEndian.AppendUint32(nil, 7))
 
 	l, err := Open(Options{PinPath: root})
 	if err != nil {
@@ -76,6 +85,25 @@ func TestOpenRetiresEarlierPolicyMaps(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(pins.maps, name)); err != nil {
 			t.Errorf("pin of %s: %v", name, err)
 		}
+	}
+	if got := l.RetiredGeneration(); got != 7 {
+		t.Errorf("retired generation %d, want 7", got)
+	}
+}
+
+// putRetired writes value (padded to the map's value size) at key of a
+// pinned map.
+func putRetired(t *testing.T, pins pinLayout, name string, key uint32, value []byte) {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pins.maps, name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	padded := make([]byte, m.ValueSize())
+	copy(padded, value)
+	if err := m.Put(key, padded); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -168,7 +168,7 @@ func (d *daemon) applyPolicy(cfg *config.Config) (uint32, error) {
 		return 0, err
 	}
 
-	p, err := loader.Compile(cfg, active.Generation+1)
+	p, err := loader.Compile(cfg, max(active.Generation, d.loader.RetiredGeneration())+1)
 	if err != nil {
 		return 0, fmt.Errorf("compile policy from %s: %w", cfg.File, err)
 	}
