@@ -30,31 +30,33 @@
 //	config ──Compile──► Policy ──ApplyPolicy──► slot 1-a ──flip ew_slot──► in force
 //
 // A policy lives in one of two slots: settings (ew_policies[slot]), one
-// table per address family (ew_table4[slot], ew_table6[slot]) and the
-// distinct sets of port ranges (ew_rulesets[slot]), inner array maps of
-// arrays of maps. Each prefix's entry carries the port ranges of every
-// endpoint prefix that contains it, so the longest match alone decides;
-// the program probes the policy's distinct prefix lengths, longest first.
-// The tables are hash tables of our own (table.go lays them out; bpf/maps.h
-// describes them): a probe costs one bucket, rarely two. ApplyPolicy
-// writes the idle slot and flips one 32-bit word; before writing it waits
-// for an RCU grace period (by rewriting an outer map entry, which the
-// kernel answers only after one), so no packet that looked at the slot
-// number before the previous flip can still be reading the slot. Hence
-// every packet sees one policy, whole.
+// table per address family (ew_tables[2*slot+family]) and the distinct
+// sets of port ranges (ew_rulesets[slot]), inner array maps of arrays of
+// maps. Each prefix's entry carries the port ranges of every endpoint
+// prefix that contains it, so the longest match alone decides; the program
+// probes the policy's distinct prefix lengths, longest first. The tables
+// are hash tables of our own (table.go lays them out; bpf/maps.h describes
+// them): a probe costs one bucket, rarely two. ApplyPolicy writes the idle
+// slot and flips one 32-bit word; before writing it waits for an RCU grace
+// period (by rewriting an outer map entry, which the kernel answers only
+// after one), so no packet that looked at the slot number before the
+// previous flip can still be reading the slot. Hence every packet sees one
+// policy, whole.
 //
 // # Limits and compromises
 //
 // Compile refuses a policy that does not fit: more than MaxRules prefixes
 // per family, more than MaxPrefixLens distinct lengths per family, more
 // than MaxPortRanges port ranges on one prefix, or more gateway services;
-// also, in theory, prefixes for which no hash multiplier tried gives every
-// prefix room in its home bucket or the stash (see buildLayout).
+// and prefixes for which none of the hash multipliers buildLayout tries
+// gives every prefix room in its home bucket or the stash (never seen:
+// the tests lay out random, sequential and nested prefixes).
 // Maps of an incompatible earlier version cannot be adopted: Open says so
 // and `edgeward unload` is needed (the programs, not the layouts of the
 // maps they share, may change between versions without a gap). The policy
 // maps are the exception: a layout change gives them new names, and Open
 // removes the pins of the old ones (retiredMaps), which the old programs
-// keep until their links move to the new ones. Learned destinations are an LRU
-// map of MaxLearned entries: past it the least recently used one goes.
+// keep until their links move to the new ones; the next generation
+// follows the retired one. Learned destinations are an LRU map of
+// MaxLearned entries: past it the least recently used one goes.
 package loader

@@ -83,11 +83,12 @@ type grant = edgewardEwPortRange
 // tables.
 //
 // Each configured prefix becomes one entry whose port ranges are those of
-// every configured prefix containing it, so that the kernel's longest-prefix
-// match alone decides. It fails with ErrPolicyTooLarge when an entry would
-// need more than MaxPortRanges ranges, an address family more than
-// MaxPrefixLens distinct prefix lengths, or the policy more than MaxRules
-// entries or MaxEndpoints endpoints, and when no hash it tries fits a family's prefixes into their
+// every configured prefix containing it, so that the program's
+// longest-prefix match alone decides. It fails with ErrPolicyTooLarge when
+// an entry would need more than MaxPortRanges ranges, an address family
+// more than MaxPrefixLens distinct prefix lengths, the policy more than
+// MaxRules entries per family or more than MaxEndpoints endpoints, and
+// when none of the hashes it tries fits a family's prefixes into their
 // table (buildLayout).
 func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	if len(cfg.Endpoints) > MaxEndpoints {
