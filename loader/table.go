@@ -184,7 +184,8 @@ func buildLayout(entries []tableEntry) (layout, error) {
 			}
 		}
 	}
-	return layout{}, fmt.Errorf("%w: found no hash that fits %d prefixes into their tables", ErrPolicyTooLarge, len(entries))
+	return layout{}, fmt.Errorf("%w: found no hash that fits %d prefixes into their tables",
+		ErrPolicyTooLarge, len(entries))
 }
 
 // splitmix is the SplitMix64 generator: well-mixed 64-bit values from a
@@ -221,10 +222,13 @@ func (l layout) bucketValues() []edgewardEwBucket {
 // prefixMask is the mask of a prefix length, laid out as addrKey lays
 // out addresses.
 func prefixMask(bits uint8, is4 bool) tableEntry {
-	ones := netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff,
-		8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
+	full := [16]byte{}
+	for i := range full {
+		full[i] = 0xff
+	}
+	ones := netip.AddrFrom16(full)
 	if is4 {
-		ones = netip.AddrFrom4([4]byte{0xff, 0xff, 0xff, 0xff})
+		ones = netip.AddrFrom4([4]byte(full[:4]))
 	}
 	mask, _ := ones.Prefix(int(bits))
 	var e tableEntry
@@ -244,7 +248,8 @@ func (r *rulesetIndex) of(rule edgewardEwRule) (uint32, error) {
 		return i, nil
 	}
 	if len(r.list) >= maxRulesets {
-		return 0, fmt.Errorf("%w: more than %d distinct sets of port ranges", ErrPolicyTooLarge, maxRulesets)
+		return 0, fmt.Errorf("%w: more than %d distinct sets of port ranges",
+			ErrPolicyTooLarge, maxRulesets)
 	}
 	if r.index == nil {
 		r.index = map[edgewardEwRule]uint32{}
