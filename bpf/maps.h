@@ -57,7 +57,7 @@ enum ew_marks {
  * The prefixes of a policy live in hash tables of our own, one per address
  * family: arrays of buckets, each with room for EW_BUCKET_SLOTS prefixes.
  * A prefix sits in its home bucket, chosen by a multiply-shift hash of its
- * masked address and length, or, when that bucket is full, in the stash:
+ * masked address and length (struct ew_table_hash), or, when that bucket is full, in the stash:
  * the buckets after the last home bucket, chosen by a second hash. A full
  * home bucket has more set, so a lookup costs one bucket, and a second one
  * only for an address whose home bucket overflowed. The loader draws other
@@ -90,11 +90,18 @@ struct ew_bucket {
 	__u32 pad;
 };
 
-/* One hash of a policy table: the bucket of a masked address hi, lo of
- * length len is first + ((hi * mul[0] + lo * mul[1] + (len + 1) * mul[2])
- * >> shift). */
+/* One hash of a policy table: the bucket of a masked address hi, lo at
+ * the family's i-th prefix length is first + (((hi ^ hi >> 32) * mul[0] +
+ * (lo ^ lo >> 32) * mul[1] + salt[i]) >> shift), in 64-bit arithmetic.
+ * Multiply-shift hashing lets an input bit reach only the product's bits
+ * at and above its own, so each word's high half is first folded into its
+ * low half: every byte of the address then reaches the top bits that pick
+ * the bucket (a site's subnet ID and interface ID sit in the last byte of
+ * each half). salt[i], different per length, sends one address at
+ * different lengths to different buckets. */
 struct ew_table_hash {
-	__u64 mul[3];
+	__u64 mul[2];
+	__u64 salt[EW_MAX_PREFIX_LENS];
 	__u32 first;
 	__u8 shift;
 	__u8 pad[3];

@@ -34,14 +34,14 @@ struct ew_decision {
 };
 
 /* ew_bucket returns the bucket of table that hash h (home or stash) picks
- * for the masked address hi, lo whose prefix length is want - 1: the top
- * bits of a product with the hash's multipliers (multiply-shift hashing),
- * or NULL past the table's end. */
+ * for the masked address hi, lo at the family's i-th prefix length (see
+ * struct ew_table_hash), or NULL past the table's end. */
 static __always_inline struct ew_bucket *
 ew_bucket(void *table, const struct ew_table_hash *h, __u64 hi, __u64 lo,
-	  __u32 want)
+	  int i)
 {
-	__u64 mixed = hi * h->mul[0] + lo * h->mul[1] + want * h->mul[2];
+	__u64 mixed = (hi ^ hi >> 32) * h->mul[0] + (lo ^ lo >> 32) * h->mul[1] +
+		      h->salt[i];
 	__u32 idx = h->first + (__u32)(mixed >> h->shift);
 
 	return bpf_map_lookup_elem(table, &idx);
@@ -81,14 +81,14 @@ static __always_inline __u32 ew_probe(void *table,
 	struct ew_bucket *b;
 	__u32 rule;
 
-	b = ew_bucket(table, &f->hash[0], hi, lo, want);
+	b = ew_bucket(table, &f->hash[0], hi, lo, i);
 	if (!b)
 		return 0;
 	rule = ew_match(b, hi, lo, want, first);
 	if (rule || !b->more)
 		return rule;
 
-	b = ew_bucket(table, &f->hash[1], hi, lo, want);
+	b = ew_bucket(table, &f->hash[1], hi, lo, i);
 	if (!b)
 		return 0;
 	return ew_match(b, hi, lo, want, first);

@@ -49,14 +49,15 @@
 // per family, more than MaxPrefixLens distinct lengths per family, more
 // than MaxPortRanges port ranges on one prefix, or more gateway services;
 // and prefixes for which none of the hash multipliers buildLayout tries
-// gives every prefix room in its home bucket or the stash (never seen:
-// the tests lay out random, sequential and nested prefixes).
+// gives every prefix room in its home bucket or the stash (not seen in the
+// tests, which lay out random, sequential and nested prefixes and IPv4 and
+// IPv6 address plans up to MaxRules).
 // Maps of an incompatible earlier version cannot be adopted: Open says so
 // and `edgeward unload` is needed (the programs, not the layouts of the
 // maps they share, may change between versions without a gap). The policy
-// maps are the exception: a layout change gives them new names, and Open
-// removes the pins of the old ones (retiredMaps), which the old programs
-// keep until their links move to the new ones; the next generation
-// follows the retired one. Learned destinations are an LRU map of
+// maps are the exception: a layout change gives them new names, the old
+// programs keep the old ones (retiredMaps) until their links move, and the
+// daemon then removes their pins; the next generation follows the retired
+// one. Learned destinations are an LRU map of
 // MaxLearned entries: past it the least recently used one goes.
 package loader

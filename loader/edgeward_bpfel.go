@@ -212,7 +212,8 @@ type edgewardEwSettings struct {
 
 type edgewardEwTableHash struct {
 	_     structs.HostLayout
-	Mul   [3]uint64
+	Mul   [2]uint64
+	Salt  [40]uint64
 	First uint32
 	Shift uint8
 	Pad   [3]uint8

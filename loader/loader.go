@@ -90,9 +90,10 @@ var pinnedMaps = []string{
 
 // retiredMaps are pins of maps that earlier versions used and this one
 // does not: the kernel hash maps that held the policy before the tables
-// of bpf/maps.h. Open removes them; programs of an earlier version that
-// are still attached keep using those maps until their links move to this
-// version's programs, so an upgrade needs no unload and has no gap.
+// of bpf/maps.h. Programs of an earlier version that are still attached
+// keep using those maps until their links move to this version's
+// programs, so an upgrade needs no unload and has no gap; then the daemon
+// removes the pins (RemoveRetiredPins).
 var retiredMaps = []string{"ew_active", "ew_policy_settings", "ew_rules4", "ew_rules6"}
 
 // pinLayout names the places under the pin directory. guard holds the
@@ -151,17 +152,13 @@ func Open(opts Options) (*Loader, error) {
 		return nil, err
 	}
 	l.retiredGeneration = retiredGeneration(pins)
-	if err := removeRetiredPins(pins); err != nil {
-		l.objs.close()
-		return nil, err
-	}
 	l.pruneLinkPins()
 	return l, nil
 }
 
 // RetiredGeneration is the generation of the policy that an earlier
-// version left in the maps this one retires (retiredMaps), read by Open
-// before it removed them, or 0. A daemon numbers its next policy after it,
+// version left in the maps this one retires (retiredMaps), read by Open,
+// or 0. A daemon numbers its next policy after it,
 // so that generations keep growing across an upgrade.
 func (l *Loader) RetiredGeneration() uint32 {
 	return l.retiredGeneration
@@ -190,10 +187,15 @@ func retiredGeneration(p pinLayout) uint32 {
 	return binary.NativeEndian.Uint32(value)
 }
 
-// removeRetiredPins removes the pins of retiredMaps.
-func removeRetiredPins(p pinLayout) error {
+// RemoveRetiredPins removes the pins of the maps an earlier version used
+// for its policy (retiredMaps). The daemon calls it once its own policy is
+// applied and its programs attached: until then the old programs enforce
+// from those maps, and a start that fails leaves them, with their
+// generation, for the next one. Programs still attached keep the maps
+// alive without the pins.
+func (l *Loader) RemoveRetiredPins() error {
 	for _, name := range retiredMaps {
-		path := filepath.Join(p.maps, name)
+		path := filepath.Join(l.pins.maps, name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove the pin of retired map %s: %w", path, err)
 		}

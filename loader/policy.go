@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -63,6 +64,9 @@ const (
 	numFamilies = int(edgewardEwFamilyIndexEW_FAMILIES)
 )
 
+// familyNames name the families by index.
+var familyNames = [numFamilies]string{indexIPv4: "IPv4", indexIPv6: "IPv6"}
+
 // familyIndex is the index of a prefix's family.
 func familyIndex(p netip.Prefix) int {
 	if p.Addr().Is4() {
@@ -119,8 +123,8 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, fam := range []uint8{familyIPv4, familyIPv6} {
-		setLengths(&p.settings.Family[familyIndexOf(fam)], lens[fam], fam == familyIPv4)
+	for i, fam := range lens {
+		setLengths(&p.settings.Family[i], fam, i == indexIPv4)
 	}
 
 	services := dedupGrants(serviceGrants(cfg))
@@ -144,25 +148,17 @@ func Compile(cfg *config.Config, generation uint32) (*Policy, error) {
 func setLengths(f *edgewardEwFamilyPolicy, lens []uint8, is4 bool) {
 	f.Nlens = uint8(copy(f.Lens[:], lens))
 	for i, bits := range lens {
-		m := prefixMask(bits, is4)
-		f.Masks[i] = [2]uint64{m.hi, m.lo}
+		hi, lo := prefixMask(bits, is4)
+		f.Masks[i] = [2]uint64{hi, lo}
 	}
-}
-
-// familyIndexOf is the index of family familyIPv4 or familyIPv6.
-func familyIndexOf(fam uint8) int {
-	if fam == familyIPv4 {
-		return indexIPv4
-	}
-	return indexIPv6
 }
 
 // addPrefixes turns each configured prefix into a table entry with the
 // ranges of every prefix that contains it, numbering distinct rulesets.
-func (p *Policy) addPrefixes(grants map[netip.Prefix][]grant, lens map[uint8][]uint8) error {
+func (p *Policy) addPrefixes(grants map[netip.Prefix][]grant, lens [numFamilies][]uint8) error {
 	var rulesets rulesetIndex
 	for _, prefix := range sortedPrefixes(grants) {
-		rule, err := ruleFor(prefix, grants, lens[family(prefix)])
+		rule, err := ruleFor(prefix, grants, lens[familyIndex(prefix)])
 		if err != nil {
 			return err
 		}
@@ -230,26 +226,26 @@ func serviceGrants(cfg *config.Config) []grant {
 	return out
 }
 
-// prefixLengths returns the distinct prefix lengths per family, longest
-// first.
-func prefixLengths(grants map[netip.Prefix][]grant) (map[uint8][]uint8, error) {
-	seen := map[uint8]map[uint8]bool{familyIPv4: {}, familyIPv6: {}}
+// prefixLengths returns the distinct prefix lengths per family (indexed
+// by familyIndex), longest first.
+func prefixLengths(grants map[netip.Prefix][]grant) ([numFamilies][]uint8, error) {
+	var seen [numFamilies]map[uint8]bool
+	for i := range seen {
+		seen[i] = map[uint8]bool{}
+	}
 	for prefix := range grants {
-		seen[family(prefix)][uint8(prefix.Bits())] = true
+		seen[familyIndex(prefix)][uint8(prefix.Bits())] = true
 	}
 
-	out := make(map[uint8][]uint8, 2)
-	for fam, set := range seen {
-		lens := make([]uint8, 0, len(set))
-		for l := range set {
-			lens = append(lens, l)
-		}
+	var out [numFamilies][]uint8
+	for i, set := range seen {
+		lens := slices.Collect(maps.Keys(set))
 		slices.SortFunc(lens, func(a, b uint8) int { return cmp.Compare(b, a) })
 		if len(lens) > MaxPrefixLens {
-			return nil, fmt.Errorf("%w: IPv%d prefixes use %d distinct lengths, at most %d",
-				ErrPolicyTooLarge, fam, len(lens), MaxPrefixLens)
+			return out, fmt.Errorf("%w: %s prefixes use %d distinct lengths, at most %d",
+				ErrPolicyTooLarge, familyNames[i], len(lens), MaxPrefixLens)
 		}
-		out[fam] = lens
+		out[i] = lens
 	}
 	return out, nil
 }
@@ -307,24 +303,18 @@ func sortedPrefixes(grants map[netip.Prefix][]grant) []netip.Prefix {
 	return out
 }
 
-func family(p netip.Prefix) uint8 {
-	if p.Addr().Is4() {
-		return familyIPv4
-	}
-	return familyIPv6
-}
-
 // buildTables lays out both families' tables and records their hashes and
 // sizes in the settings.
 func (p *Policy) buildTables() error {
-	for i, name := range [numFamilies]string{indexIPv4: "IPv4", indexIPv6: "IPv6"} {
+	for i, name := range familyNames {
 		l, err := buildLayout(p.entries[i])
 		if err != nil {
 			return fmt.Errorf("%s table: %w", name, err)
 		}
 		p.tables[i] = l.bucketValues()
 		f := &p.settings.Family[i]
-		f.Hash = [2]hashing{l.home, l.stash}
+		lens := f.Lens[:f.Nlens]
+		f.Hash = [2]edgewardEwTableHash{l.home.kernel(lens), l.stash.kernel(lens)}
 		f.Entries = uint32(len(p.entries[i]))
 	}
 	return nil

@@ -64,11 +64,6 @@ func addrKey(a netip.Addr) (hi, lo uint64) {
 	return binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])
 }
 
-// sameKey tells whether two entries are the same prefix.
-func (e tableEntry) sameKey(o tableEntry) bool {
-	return e.hi == o.hi && e.lo == o.lo && e.bits == o.bits
-}
-
 // ruleWord is a slot's rule word: length + 1 above the ruleset index, so
 // that no entry's word is 0, the mark of a free slot.
 func (e tableEntry) ruleWord() uint32 {
@@ -79,13 +74,39 @@ func (e tableEntry) ruleWord() uint32 {
 	return w
 }
 
-// hashing is one hash of a table, as ew_bucket computes it: bucket =
-// first + (hi*mul[0] + lo*mul[1] + (bits+1)*mul[2]) >> shift.
-type hashing = edgewardEwTableHash
+// hashing is one hash of a table, as ew_bucket computes it (see struct
+// ew_table_hash): each address word folded onto itself and multiplied,
+// plus a salt per prefix length, add + (bits+1)*lenMul.
+type hashing struct {
+	mul         [2]uint64
+	lenMul, add uint64
+	first       uint32
+	shift       uint8
+}
+
+func (h hashing) salt(bits uint8) uint64 {
+	return h.add + uint64(bits+1)*h.lenMul
+}
+
+// bucket is the bucket of the address hi, lo at the length whose salt is
+// given.
+func (h hashing) bucket(hi, lo, salt uint64) int {
+	mixed := (hi^hi>>32)*h.mul[0] + (lo^lo>>32)*h.mul[1] + salt
+	return int(h.first) + int(uint32(mixed>>h.shift))
+}
 
 func bucketOf(h hashing, e tableEntry) int {
-	mixed := e.hi*h.Mul[0] + e.lo*h.Mul[1] + uint64(e.bits+1)*h.Mul[2]
-	return int(h.First) + int(uint32(mixed>>h.Shift))
+	return h.bucket(e.hi, e.lo, h.salt(e.bits))
+}
+
+// kernel is the hash as the program reads it, with the salts of lens, the
+// family's prefix lengths in the order of its settings.
+func (h hashing) kernel(lens []uint8) edgewardEwTableHash {
+	k := edgewardEwTableHash{Mul: h.mul, First: h.first, Shift: h.shift}
+	for i, bits := range lens {
+		k.Salt[i] = h.salt(bits)
+	}
+	return k
 }
 
 // layout is a table filled: entries per bucket, the more flags, and the
@@ -99,11 +120,12 @@ type layout struct {
 // layOut places entries in 2^homeBits home buckets and 2^stashBits stash
 // buckets under the given multipliers. It returns false when a prefix
 // finds no room in its home bucket nor in its stash bucket.
-func layOut(entries []tableEntry, homeBits, stashBits int, mul [2][3]uint64) (layout, bool) {
+func layOut(entries []tableEntry, homeBits, stashBits int, home, stash hashing) (layout, bool) {
 	homes, stashes := 1<<homeBits, 1<<stashBits
+	home.shift, stash.shift, stash.first = uint8(64-homeBits), uint8(64-stashBits), uint32(homes)
 	l := layout{
-		home:    hashing{Mul: mul[0], Shift: uint8(64 - homeBits)},
-		stash:   hashing{Mul: mul[1], Shift: uint8(64 - stashBits), First: uint32(homes)},
+		home:    home,
+		stash:   stash,
 		buckets: make([][]tableEntry, homes+stashes),
 		more:    make([]bool, homes+stashes),
 	}
@@ -128,25 +150,6 @@ func (l *layout) place(e tableEntry) bool {
 		return true
 	}
 	return false
-}
-
-// find looks an entry up as the program does; tests use it.
-func (l layout) find(key tableEntry) (tableEntry, bool) {
-	b := bucketOf(l.home, key)
-	for _, e := range l.buckets[b] {
-		if e.sameKey(key) {
-			return e, true
-		}
-	}
-	if !l.more[b] {
-		return tableEntry{}, false
-	}
-	for _, e := range l.buckets[bucketOf(l.stash, key)] {
-		if e.sameKey(key) {
-			return e, true
-		}
-	}
-	return tableEntry{}, false
 }
 
 // overflow counts the entries that a home hash leaves without room in
@@ -175,11 +178,11 @@ func buildLayout(entries []tableEntry) (layout, error) {
 	gen := splitmix{state: hashSeed}
 	for homeBits := minBits; homeBits <= minBits+layoutGrowth; homeBits++ {
 		for range layoutTries {
-			mul := [2][3]uint64{{gen.odd(), gen.odd(), gen.odd()}, {gen.odd(), gen.odd(), gen.odd()}}
-			home := hashing{Mul: mul[0], Shift: uint8(64 - homeBits)}
+			home, stash := gen.hashing(), gen.hashing()
+			home.shift = uint8(64 - homeBits)
 			left := overflow(entries, home, 1<<homeBits)
 			stashBits := max(1, bits.Len(uint(max(stashRoom*left, 1)-1)))
-			if l, ok := layOut(entries, homeBits, stashBits, mul); ok {
+			if l, ok := layOut(entries, homeBits, stashBits, home, stash); ok {
 				return l, nil
 			}
 		}
@@ -200,8 +203,15 @@ func (g *splitmix) next() uint64 {
 	return z ^ z>>31
 }
 
-// odd returns a multiplier: multiply-shift hashing needs an odd one.
-func (g *splitmix) odd() uint64 { return g.next() | 1 }
+// hashing draws the multipliers and the salt of one hash.
+func (g *splitmix) hashing() hashing {
+	var h hashing
+	for i := range h.mul {
+		h.mul[i] = g.next()
+	}
+	h.lenMul, h.add = g.next(), g.next()
+	return h
+}
 
 // bucketValues turns a layout into the values of its ew_tables map.
 func (l layout) bucketValues() []edgewardEwBucket {
@@ -221,7 +231,7 @@ func (l layout) bucketValues() []edgewardEwBucket {
 
 // prefixMask is the mask of a prefix length, laid out as addrKey lays
 // out addresses.
-func prefixMask(bits uint8, is4 bool) tableEntry {
+func prefixMask(bits uint8, is4 bool) (hi, lo uint64) {
 	full := [16]byte{}
 	for i := range full {
 		full[i] = 0xff
@@ -231,9 +241,7 @@ func prefixMask(bits uint8, is4 bool) tableEntry {
 		ones = netip.AddrFrom4([4]byte(full[:4]))
 	}
 	mask, _ := ones.Prefix(int(bits))
-	var e tableEntry
-	e.hi, e.lo = addrKey(mask.Addr())
-	return e
+	return addrKey(mask.Addr())
 }
 
 // rulesetIndex numbers distinct rulesets: prefixes that grant the same

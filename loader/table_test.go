@@ -58,11 +58,57 @@ func TestLayoutOfSequentialHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertLayout(t, l, entries)
-	if homes := int(l.stash.First); homes != 131072 {
+	if homes := int(l.stash.first); homes != 131072 {
 		t.Errorf("%d home buckets, want 131072 (the first size tried)", homes)
 	}
 	if stashed := countStashed(l); stashed > len(entries)/50 {
 		t.Errorf("%d of %d prefixes in the stash, want under 2%%", stashed, len(entries))
+	}
+}
+
+// TestLayoutOfAddressPlans: numbering plans whose hosts differ in the
+// last byte of each 8-byte half of the address (an IPv6 site's subnet ID
+// and interface ID, IPv4 hosts of many /24s) spread over the table: a hash
+// that let those bytes reach only the top bits of its product put them in
+// 256 buckets. 512 x 512 is MaxRules.
+func TestLayoutOfAddressPlans(t *testing.T) {
+	plans := map[string]func(i, j int) netip.Prefix{
+		"ipv6 subnet and host": func(i, j int) netip.Prefix {
+			a := [16]byte{0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, byte(i >> 8), byte(i), 14: byte(j >> 8), 15: byte(j)}
+			return netip.PrefixFrom(netip.AddrFrom16(a), 128)
+		},
+		"ipv4 net and host": func(i, j int) netip.Prefix {
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(j)}), 32)
+		},
+	}
+	for name, plan := range plans {
+		for _, size := range []int{48, 64, 200} {
+			var entries []tableEntry
+			for i := range size {
+				for j := range min(size, 256) {
+					entries = append(entries, newTableEntry(plan(i+1, j), 0, edgewardEwRule{}))
+				}
+			}
+			l, err := buildLayout(entries)
+			if err != nil {
+				t.Fatalf("%s, %d prefixes: %v", name, len(entries), err)
+			}
+			assertLayout(t, l, entries)
+		}
+	}
+
+	var max6 []tableEntry
+	for i := range 512 {
+		for j := range 512 {
+			max6 = append(max6, newTableEntry(plans["ipv6 subnet and host"](i, j), 0, edgewardEwRule{}))
+		}
+	}
+	l, err := buildLayout(max6)
+	if err != nil {
+		t.Fatalf("%d prefixes: %v", len(max6), err)
+	}
+	if homes := int(l.stash.first); homes != MaxRules {
+		t.Errorf("%d home buckets for %d prefixes, want %d (the first size tried)", homes, len(max6), MaxRules)
 	}
 }
 
@@ -149,9 +195,9 @@ func TestBucketValues(t *testing.T) {
 		t.Errorf("rule word %#x, want %#x (no more ranges)", w, 33<<24|1)
 	}
 
-	mask := prefixMask(20, true)
-	if mask.hi != binary.NativeEndian.Uint64([]byte{0xff, 0xff, 0xf0, 0, 0, 0, 0, 0}) || mask.lo != 0 {
-		t.Errorf("mask of /20: %#x %#x", mask.hi, mask.lo)
+	hi, lo := prefixMask(20, true)
+	if hi != binary.NativeEndian.Uint64([]byte{0xff, 0xff, 0xf0, 0, 0, 0, 0, 0}) || lo != 0 {
+		t.Errorf("mask of /20: %#x %#x", hi, lo)
 	}
 }
 
@@ -202,7 +248,7 @@ func assertLayout(t *testing.T, l layout, entries []tableEntry) {
 // countStashed counts the prefixes outside their home buckets.
 func countStashed(l layout) int {
 	n := 0
-	for _, b := range l.buckets[l.stash.First:] {
+	for _, b := range l.buckets[l.stash.first:] {
 		n += len(b)
 	}
 	return n
@@ -372,16 +418,18 @@ func tableProbes(rng *rand.Rand, cfg *config.Config, p *Policy) []netip.AddrPort
 // the rest: only the comparison of the low word tells them apart.
 func sameBucketStrangers(rng *rand.Rand, cfg *config.Config, p *Policy) []netip.AddrPort {
 	var out []netip.AddrPort
-	home := p.settings.Family[indexIPv6].Hash[0]
+	f := p.settings.Family[indexIPv6]
+	home := hashing{mul: f.Hash[0].Mul, first: f.Hash[0].First, shift: f.Hash[0].Shift}
 	for _, ep := range cfg.Endpoints {
 		if ep.To[0].Bits() != 128 || len(out) == 20 {
 			continue
 		}
 		e := newTableEntry(ep.To[0], 0, edgewardEwRule{})
+		salt := f.Hash[0].Salt[slices.Index(f.Lens[:f.Nlens], e.bits)]
 		for range 1 << 20 {
 			stranger := e
 			stranger.lo = rng.Uint64()
-			if stranger.lo != e.lo && bucketOf(home, stranger) == bucketOf(home, e) {
+			if stranger.lo != e.lo && home.bucket(stranger.hi, stranger.lo, salt) == home.bucket(e.hi, e.lo, salt) {
 				var b [16]byte
 				binary.NativeEndian.PutUint64(b[:8], stranger.hi)
 				binary.NativeEndian.PutUint64(b[8:], stranger.lo)
@@ -504,10 +552,34 @@ func TestLayoutWithoutOverflowHasAStash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(l.buckets), int(l.stash.First)+2; got != want {
+	if got, want := len(l.buckets), int(l.stash.first)+2; got != want {
 		t.Fatalf("%d buckets, want %d home buckets and 2 in the stash", got, want)
 	}
-	if l.stash.Shift != 63 {
-		t.Errorf("stash shift %d, want 63 (two buckets)", l.stash.Shift)
+	if l.stash.shift != 63 {
+		t.Errorf("stash shift %d, want 63 (two buckets)", l.stash.shift)
 	}
+}
+
+// sameKey tells whether two entries are the same prefix.
+func (e tableEntry) sameKey(o tableEntry) bool {
+	return e.hi == o.hi && e.lo == o.lo && e.bits == o.bits
+}
+
+// find looks an entry up as the program does.
+func (l layout) find(key tableEntry) (tableEntry, bool) {
+	b := bucketOf(l.home, key)
+	for _, e := range l.buckets[b] {
+		if e.sameKey(key) {
+			return e, true
+		}
+	}
+	if !l.more[b] {
+		return tableEntry{}, false
+	}
+	for _, e := range l.buckets[bucketOf(l.stash, key)] {
+		if e.sameKey(key) {
+			return e, true
+		}
+	}
+	return tableEntry{}, false
 }

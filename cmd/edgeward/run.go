@@ -126,6 +126,9 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	d.attachGuard()
+	if err := d.loader.RemoveRetiredPins(); err != nil {
+		d.log.Warn("an earlier version's policy maps stay pinned", "err", err)
+	}
 	events, err := d.loader.Events()
 	if err != nil {
 		return err
