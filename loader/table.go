@@ -137,19 +137,23 @@ func layOut(entries []tableEntry, homeBits, stashBits int, home, stash hashing) 
 	return l, true
 }
 
+// place puts e in its home bucket or, marking that one, in its stash
+// bucket; it returns false when both are full.
 func (l *layout) place(e tableEntry) bool {
-	b := bucketOf(l.home, e)
-	if len(l.buckets[b]) < bucketSlots {
-		l.buckets[b] = append(l.buckets[b], e)
+	home := bucketOf(l.home, e)
+	if l.put(home, e) {
 		return true
 	}
-	l.more[b] = true
-	s := bucketOf(l.stash, e)
-	if len(l.buckets[s]) < bucketSlots {
-		l.buckets[s] = append(l.buckets[s], e)
-		return true
+	l.more[home] = true
+	return l.put(bucketOf(l.stash, e), e)
+}
+
+func (l *layout) put(bucket int, e tableEntry) bool {
+	if len(l.buckets[bucket]) == bucketSlots {
+		return false
 	}
-	return false
+	l.buckets[bucket] = append(l.buckets[bucket], e)
+	return true
 }
 
 // overflow counts the entries that a home hash leaves without room in
