@@ -190,9 +190,10 @@ func retiredGeneration(p pinLayout) uint32 {
 // RemoveRetiredPins removes the pins of the maps an earlier version used
 // for its policy (retiredMaps). The daemon calls it once its own policy is
 // applied and its programs attached: until then the old programs enforce
-// from those maps, and a start that fails leaves them, with their
-// generation, for the next one. Programs still attached keep the maps
-// alive without the pins.
+// from those maps, and a start that fails before that point leaves them,
+// with their generation, for the next one (a start that fails later has
+// put its own policy, with the next generation, in this version's maps).
+// Programs still attached keep the maps alive without the pins.
 func (l *Loader) RemoveRetiredPins() error {
 	for _, name := range retiredMaps {
 		path := filepath.Join(l.pins.maps, name)
