@@ -16,8 +16,6 @@
 #define EW_MAX_RANGES 16
 /* Distinct prefix lengths one address family of a policy may use. */
 #define EW_MAX_PREFIX_LENS 40
-/* Upper bound of rule entries in one policy, per address family. */
-#define EW_MAX_RULES 262144
 /* Endpoint index that means "the proxy". */
 #define EW_ENDPOINT_PROXY 0xffff
 /* Policy slots: the active one, and the one the next policy is written to. */

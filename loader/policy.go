@@ -12,9 +12,11 @@ import (
 	"github.com/edgeward/edgeward/config"
 )
 
-// Limits of one policy, from bpf/maps.h.
+// Limits of one policy: MaxPortRanges and MaxPrefixLens are
+// EW_MAX_RANGES and EW_MAX_PREFIX_LENS of bpf/maps.h.
 const (
-	// MaxRules is the most entries a policy may have per address family.
+	// MaxRules is the most entries a policy may have per address family
+	// (the tables take a bucket per entry, rounded up to a power of two).
 	MaxRules = 262144
 	// MaxEndpoints is the most endpoints a policy may name: their indices
 	// must stay below serviceEndpoint and proxyEndpoint.

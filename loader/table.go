@@ -117,37 +117,36 @@ type layout struct {
 	more        []bool
 }
 
-// layOut places entries in 2^homeBits home buckets and 2^stashBits stash
-// buckets under the given multipliers. It returns false when a prefix
-// finds no room in its home bucket nor in its stash bucket.
-func layOut(entries []tableEntry, homeBits, stashBits int, home, stash hashing) (layout, bool) {
-	homes, stashes := 1<<homeBits, 1<<stashBits
-	home.shift, stash.shift, stash.first = uint8(64-homeBits), uint8(64-stashBits), uint32(homes)
-	l := layout{
-		home:    home,
-		stash:   stash,
-		buckets: make([][]tableEntry, homes+stashes),
-		more:    make([]bool, homes+stashes),
-	}
+// layOut places entries in 2^homeBits home buckets under the home hash,
+// then those a full home bucket left over in a stash after them, with
+// stashRoom buckets per leftover (a power of two) under the stash hash. It
+// returns false when a leftover finds its stash bucket full too.
+func layOut(entries []tableEntry, homeBits int, home, stash hashing) (layout, bool) {
+	homes := 1 << homeBits
+	home.shift = uint8(64 - homeBits)
+	l := layout{home: home, buckets: make([][]tableEntry, homes), more: make([]bool, homes)}
+	var left []tableEntry
 	for _, e := range entries {
-		if !l.place(e) {
+		if b := bucketOf(home, e); !l.put(b, e) {
+			l.more[b] = true
+			left = append(left, e)
+		}
+	}
+
+	stashBits := max(1, bits.Len(uint(max(stashRoom*len(left), 1)-1)))
+	stash.shift, stash.first = uint8(64-stashBits), uint32(homes)
+	l.stash = stash
+	l.buckets = append(l.buckets, make([][]tableEntry, 1<<stashBits)...)
+	l.more = append(l.more, make([]bool, 1<<stashBits)...)
+	for _, e := range left {
+		if !l.put(bucketOf(stash, e), e) {
 			return l, false
 		}
 	}
 	return l, true
 }
 
-// place puts e in its home bucket or, marking that one, in its stash
-// bucket; it returns false when both are full.
-func (l *layout) place(e tableEntry) bool {
-	home := bucketOf(l.home, e)
-	if l.put(home, e) {
-		return true
-	}
-	l.more[home] = true
-	return l.put(bucketOf(l.stash, e), e)
-}
-
+// put adds e to bucket unless it is full.
 func (l *layout) put(bucket int, e tableEntry) bool {
 	if len(l.buckets[bucket]) == bucketSlots {
 		return false
@@ -156,43 +155,23 @@ func (l *layout) put(bucket int, e tableEntry) bool {
 	return true
 }
 
-// overflow counts the entries that a home hash leaves without room in
-// their home buckets.
-func overflow(entries []tableEntry, h hashing, homes int) int {
-	load := make([]uint8, homes)
-	n := 0
-	for _, e := range entries {
-		b := bucketOf(h, e)
-		if load[b] == bucketSlots {
-			n++
-			continue
-		}
-		load[b]++
-	}
-	return n
-}
-
 // buildLayout finds hashes under which every prefix fits: at least as
-// many home buckets as prefixes, stashRoom stash buckets per prefix left
-// over, and, if layoutTries pairs of multipliers all fail, twice as many
-// home buckets, up to layoutGrowth times. Multipliers come from a fixed
-// sequence, so the same policy always gets the same table.
+// many home buckets as prefixes and, if layoutTries pairs of multipliers
+// all fail, twice as many, up to layoutGrowth times. Multipliers come from
+// a fixed sequence, so the same policy always gets the same table.
 func buildLayout(entries []tableEntry) (layout, error) {
 	minBits := max(1, bits.Len(uint(max(len(entries)-1, 0))))
 	gen := splitmix{state: hashSeed}
 	for homeBits := minBits; homeBits <= minBits+layoutGrowth; homeBits++ {
 		for range layoutTries {
-			home, stash := gen.hashing(), gen.hashing()
-			home.shift = uint8(64 - homeBits)
-			left := overflow(entries, home, 1<<homeBits)
-			stashBits := max(1, bits.Len(uint(max(stashRoom*left, 1)-1)))
-			if l, ok := layOut(entries, homeBits, stashBits, home, stash); ok {
+			if l, ok := layOut(entries, homeBits, gen.hashing(), gen.hashing()); ok {
 				return l, nil
 			}
 		}
 	}
-	return layout{}, fmt.Errorf("%w: found no hash that fits %d prefixes into their tables",
-		ErrPolicyTooLarge, len(entries))
+	return layout{}, fmt.Errorf("%w: no hash of the %d tried gives each of %d prefixes room in its "+
+		"bucket; no policy is known to do this: report it with the prefixes, and leave some out "+
+		"until it loads", ErrPolicyTooLarge, (layoutGrowth+1)*layoutTries, len(entries))
 }
 
 // splitmix is the SplitMix64 generator: well-mixed 64-bit values from a

@@ -127,7 +127,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.attachGuard()
 	if err := d.loader.RemoveRetiredPins(); err != nil {
-		d.log.Warn("an earlier version's policy maps stay pinned", "err", err)
+		d.log.Warn("an earlier version's policy maps stay pinned, unused; edgeward unload removes them", "err", err)
 	}
 	events, err := d.loader.Events()
 	if err != nil {
